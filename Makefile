@@ -1,0 +1,34 @@
+# Scythe: `make demo` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MOTO_PORT ?= 5055
+
+.PHONY: demo test lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/scythe demo
+
+# The test session starts moto's S3 server on 127.0.0.1 itself (tests/conftest.py),
+# so boto3 and deltalake both talk real HTTP to it.
+test: $(STAMP)
+	SCYTHE_TEST_MOTO_PORT=$(MOTO_PORT) $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check scythe analysis tests examples benchmarks
+	$(BIN)/ruff format --check scythe analysis tests examples benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix scythe analysis tests examples benchmarks
+	$(BIN)/ruff format scythe analysis tests examples benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis scythe-data

@@ -1,0 +1,146 @@
+"""Spec base classes: what one simulation takes in and gives back.
+
+A spec declares; it never touches storage or an engine. ``scythe.schema``
+compiles spec classes into table schemas.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Union
+
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, FileUrl, HttpUrl, UrlConstraints
+from pydantic.fields import FieldInfo
+
+
+class FileReferenceMarker:
+    """Annotation metadata that marks a field as a file reference."""
+
+    def __repr__(self) -> str:
+        return "FileReferenceMarker()"
+
+
+FILE_REFERENCE = FileReferenceMarker()
+
+S3Url = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["s3"])]
+"""An ``s3://bucket/key`` URI."""
+
+FileReference = Annotated[Union[S3Url, HttpUrl, FileUrl, Path], FILE_REFERENCE]  # noqa: UP007
+"""A file an experiment reads or writes: an ``s3://`` URI, an ``http(s)://`` URL,
+a ``file://`` URI or a local ``Path``. Local paths given as inputs are uploaded at
+allocation; local paths returned as outputs are uploaded after the run. In every
+table a file reference is a string URI."""
+
+OptionalFileReference = Annotated[
+    Union[S3Url, HttpUrl, FileUrl, Path, None], FILE_REFERENCE  # noqa: UP007
+]
+"""A ``FileReference`` that may be ``None``."""
+
+
+def _annotation_has_marker(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is Annotated:
+        if any(isinstance(m, FileReferenceMarker) for m in annotation.__metadata__):
+            return True
+        return _annotation_has_marker(typing.get_args(annotation)[0])
+    return any(_annotation_has_marker(arg) for arg in typing.get_args(annotation))
+
+
+def is_file_reference_field(field: FieldInfo) -> bool:
+    """Whether a pydantic field is declared as a ``FileReference`` (optional or not).
+
+    Works on the resolved annotation, so it also holds for classes written
+    under ``from __future__ import annotations``.
+    """
+    if any(isinstance(m, FileReferenceMarker) for m in field.metadata):
+        return True
+    return _annotation_has_marker(field.annotation)
+
+
+def file_reference_uri(value: Any) -> str | None:
+    """The string stored in tables for a file-reference value."""
+    if value is None:
+        return None
+    if isinstance(value, Path):
+        return value.as_posix()
+    return str(value)
+
+
+class BaseSpec(BaseModel):
+    """Fields every spec carries."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    experiment_id: str = Field(
+        "unassigned",
+        description="Id of the run the spec belongs to: <experiment>/<vM.m.p>/<time>. "
+        "Set at allocation.",
+    )
+
+    @classmethod
+    def file_reference_fields(cls) -> list[str]:
+        """Names of the fields declared as ``FileReference``, in declaration order."""
+        return [name for name, f in cls.model_fields.items() if is_file_reference_field(f)]
+
+
+class ExperimentInputSpec(BaseSpec):
+    """Inputs of one simulation. Subclass it and declare one field per input.
+
+    Each input field becomes an index column of every result table (fields
+    that cannot be index values, such as lists or nested models, stay in the
+    ``specs`` table only).
+
+    >>> from typing import Literal
+    >>> class Building(ExperimentInputSpec):
+    ...     r_value: float = Field(..., ge=0, le=15)
+    ...     economizer: Literal["none", "drybulb"] = "none"
+    >>> Building(r_value=2.5).sort_index
+    0
+    """
+
+    BASE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "experiment_id",
+        "sort_index",
+        "workflow_run_id",
+        "root_workflow_run_id",
+    )
+
+    sort_index: int = Field(
+        0, ge=0, description="Position of the spec in its run; results come back in this order."
+    )
+    workflow_run_id: str | None = Field(
+        None, description="Id of the engine run that executed this spec."
+    )
+    root_workflow_run_id: str | None = Field(
+        None, description="Id of the root engine run of the experiment."
+    )
+
+    @property
+    def computed_features(self) -> dict[str, int | float | str]:
+        """Extra index values derived from the inputs; override to add some.
+
+        Every spec of a run must return the same keys with the same types.
+        """
+        return {}
+
+
+class ExperimentOutputSpec(BaseSpec):
+    """Outputs of one simulation. Subclass it and declare one field per output.
+
+    - scalar fields (``int``, ``float``, ``bool``, ``str``, ``Literal``, ``Enum``,
+      ``date``, ``datetime``, optionally ``| None``) go to the ``scalars`` table;
+    - ``FileReference`` fields go to ``result_file_refs`` as URIs;
+    - fields typed ``pandera.typing.polars.DataFrame[Model]`` each get a table
+      of their own, with the model's columns;
+    - ``dataframes`` holds extra, undeclared frames by name.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    dataframes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra frames by name (polars or pandas), one table each.",
+        exclude=True,
+    )
+
+    BASE_FIELDS: ClassVar[tuple[str, ...]] = ("experiment_id", "dataframes")

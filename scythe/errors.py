@@ -1,0 +1,43 @@
+"""Typed errors users can catch.
+
+Every error says what was wrong, with the value, and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class ScytheError(Exception):
+    """Base class of every error Scythe raises on purpose."""
+
+
+class SpecValidationError(ScytheError, ValueError):
+    """One or more specs (or spec classes) are invalid.
+
+    ``problems`` holds one ``(spec_index, field, value, message)`` tuple per
+    problem, so callers can report or fix them all at once.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[tuple[int | None, str, object, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+class FileReferenceError(SpecValidationError):
+    """A value given for a ``FileReference`` field is not a URI or a path."""
+
+
+class SchemaCompileError(ScytheError, TypeError):
+    """A spec class cannot be compiled to a table schema."""
+
+
+class IndexCollisionError(SchemaCompileError):
+    """An output column has the same name as an index column."""
+
+
+class RecursionMapError(ScytheError, ValueError):
+    """A recursion map or tree path is out of range."""
