@@ -7,11 +7,23 @@ compiles spec classes into table schemas.
 from __future__ import annotations
 
 import typing
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, TypeVar, Union
 
-from pydantic import AnyUrl, BaseModel, ConfigDict, Field, FileUrl, HttpUrl, UrlConstraints
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FileUrl,
+    HttpUrl,
+    UrlConstraints,
+    ValidationError,
+)
 from pydantic.fields import FieldInfo
+
+from scythe.errors import SpecValidationError
 
 
 class FileReferenceMarker:
@@ -144,3 +156,53 @@ class ExperimentOutputSpec(BaseSpec):
     )
 
     BASE_FIELDS: ClassVar[tuple[str, ...]] = ("experiment_id", "dataframes")
+
+
+SpecT = TypeVar("SpecT", bound=BaseSpec)
+
+
+def _field_location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<spec>"
+
+
+def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
+    """Validate ``items`` (spec instances or dicts) as ``spec_type``, reporting every problem.
+
+    Instances are re-validated from their field values, so the caller's objects
+    are never mutated. One :class:`~scythe.errors.SpecValidationError` lists
+    every invalid spec with its position, field and value.
+
+    >>> class Building(ExperimentInputSpec):
+    ...     r_value: float = Field(..., ge=0)
+    >>> parse_specs(Building, [{"r_value": -3.0}])
+    Traceback (most recent call last):
+    ...
+    scythe.errors.SpecValidationError: 1 invalid spec(s) of Building:
+      spec 0 field 'r_value' = -3.0: Input should be greater than or equal to 0 (Building.r_value)
+    """
+    valid: list[SpecT] = []
+    problems: list[tuple[int | None, str, object, str]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, BaseModel) and not isinstance(item, spec_type):
+            problems.append((i, "<spec>", type(item).__name__, f"is a {type(item).__name__}, "
+                             f"not a {spec_type.__name__}"))
+            continue
+        data = item.model_dump() if isinstance(item, BaseModel) else item
+        try:
+            valid.append(spec_type.model_validate(data))
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                problems.append((i, _field_location(err["loc"]), err.get("input"), err["msg"]))
+    if problems:
+        lines = [
+            f"  spec {i} field {field!r} = {value!r}: {msg} ({spec_type.__name__}.{field})"
+            for i, field, value, msg in problems[:20]
+        ]
+        if len(problems) > 20:
+            lines.append(f"  ... and {len(problems) - 20} more")
+        n_bad = len({p[0] for p in problems})
+        raise SpecValidationError(
+            f"{n_bad} invalid spec(s) of {spec_type.__name__}:\n" + "\n".join(lines),
+            problems=problems,
+        )
+    return valid

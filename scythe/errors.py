@@ -41,3 +41,15 @@ class IndexCollisionError(SchemaCompileError):
 
 class RecursionMapError(ScytheError, ValueError):
     """A recursion map or tree path is out of range."""
+
+
+class SchemaMismatchError(ScytheError, ValueError):
+    """A frame does not have the columns or types of its table schema."""
+
+
+class StorageError(ScytheError):
+    """A store could not read, write or find an object, or a storage URI is invalid."""
+
+
+class SettingsError(ScytheError, ValueError):
+    """An environment variable holds a value Scythe cannot use."""

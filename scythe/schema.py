@@ -51,7 +51,7 @@ from scythe.base import (
     FileReferenceMarker,
     is_file_reference_field,
 )
-from scythe.errors import IndexCollisionError, SchemaCompileError
+from scythe.errors import IndexCollisionError, SchemaCompileError, SchemaMismatchError
 
 SORT_SUBINDEX = "sort_subindex"
 SCALARS = "scalars"
@@ -365,7 +365,7 @@ def _constraints(meta: Iterable[Any]) -> tuple[Constraint, ...]:
             if m.max_length is not None:
                 out.append(Constraint("max_length", m.max_length))
         pattern = getattr(m, "pattern", None)
-        if pattern is not None and not isinstance(m, annotated_types.BaseMetadata):
+        if pattern is not None:
             out.append(Constraint("pattern", pattern if isinstance(pattern, str) else pattern.pattern))
     return tuple(dict.fromkeys(out))
 
@@ -695,7 +695,7 @@ def to_pandas(frame: pl.DataFrame, schema: TableSchema) -> pd.DataFrame:
     """
     missing = [n for n in schema.names if n not in frame.columns]
     if missing:
-        raise SchemaCompileError(f"frame for table {schema.name!r} lacks columns {missing}")
+        raise SchemaMismatchError(f"frame for table {schema.name!r} lacks columns {missing}")
     data = {col.name: _pandas_series(frame.get_column(col.name), col) for col in schema.columns}
     pdf = pd.DataFrame(data, columns=schema.names)
     index_names = schema.index_names
@@ -710,7 +710,10 @@ def from_pandas(df: pd.DataFrame, schema: TableSchema) -> pl.DataFrame:
     flat = df.reset_index()
     missing = [n for n in schema.names if n not in flat.columns]
     if missing:
-        raise SchemaCompileError(f"pandas frame for table {schema.name!r} lacks columns {missing}")
+        raise SchemaMismatchError(
+            f"pandas frame for table {schema.name!r} lacks columns {missing} "
+            "(as index levels or columns)"
+        )
     series = [
         pl.Series(col.name, pyarrow.array(flat[col.name], from_pandas=False)).cast(col.dtype)
         for col in schema.columns
