@@ -534,6 +534,14 @@ def _check_collisions(index: tuple[Column, ...], values: Iterable[str], where: s
 def _require_subclass(cls: Any, base: type, what: str) -> None:
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise SchemaCompileError(f"the {what} must be a subclass of {base.__name__}, got {cls!r}")
+    if not cls.__pydantic_complete__:
+        try:
+            cls.model_rebuild(raise_errors=True)
+        except Exception as exc:
+            raise SchemaCompileError(
+                f"{cls.__name__} has annotations that cannot be resolved ({exc}); define or "
+                "import every type it names at module level"
+            ) from exc
 
 
 def _frame_model_columns(model: Any, where: str) -> tuple[Column, ...]:

@@ -326,3 +326,14 @@ def test_string_constraints_compile_to_checks():
     assert {(c.kind, c.value) for c in col.constraints} == {
         ("pattern", r"^[A-Z]{2}\d+$"), ("min_length", 3), ("max_length", 6)
     }
+
+
+def test_unresolvable_annotation_is_a_compile_error():
+    class Later(ExperimentInputSpec):
+        thing: UndefinedType  # type: ignore[name-defined]  # noqa: F821
+
+    class Out(ExperimentOutputSpec):
+        y: float
+
+    with pytest.raises(SchemaCompileError, match="Later has annotations that cannot be resolved"):
+        compile_experiment(Later, Out)
