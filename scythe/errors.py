@@ -53,3 +53,31 @@ class StorageError(ScytheError):
 
 class SettingsError(ScytheError, ValueError):
     """An environment variable holds a value Scythe cannot use."""
+
+
+class TableError(ScytheError):
+    """A Delta table cannot be created, staged into, committed or read."""
+
+
+class ResultValidationError(ScytheError, ValueError):
+    """Stored results do not match the schema compiled from the specs."""
+
+
+class RegistryError(ScytheError, TypeError):
+    """A function cannot be registered as an experiment, or no experiment has that name."""
+
+
+class DuplicateExperimentError(RegistryError):
+    """Another function is already registered under this experiment name."""
+
+
+class LeafError(ScytheError):
+    """A leaf's function returned something other than its output spec."""
+
+
+class EngineError(ScytheError):
+    """An engine cannot run, reach or finish a run."""
+
+
+class RunNotFoundError(ScytheError, LookupError):
+    """No run, version or experiment exists at the given id in storage."""

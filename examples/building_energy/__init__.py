@@ -1,0 +1,1 @@
+"""Example: an hourly building energy model driven by synthetic typical-year climates."""
