@@ -729,13 +729,23 @@ def from_pandas(df: pd.DataFrame, schema: TableSchema) -> pl.DataFrame:
     return pl.DataFrame(series)
 
 
+_MASKED_ARRAYS = {
+    pd.Int64Dtype(): (pd.arrays.IntegerArray, "int64", 0),
+    pd.Float64Dtype(): (pd.arrays.FloatingArray, "float64", 0.0),
+    pd.BooleanDtype(): (pd.arrays.BooleanArray, "bool", False),
+}
+
+
 def _pandas_series(series: pl.Series, col: Column) -> pd.Series:
     target = col.pandas_dtype()
-    if isinstance(target, pd.Float64Dtype):
-        # Built from values and mask so that NaN and null stay distinct.
-        values = np.array(series.fill_null(0.0).to_numpy(), dtype="float64", copy=True)
+    masked = _MASKED_ARRAYS.get(target)
+    if masked is not None:
+        # Built from values and mask: pandas' own casts go through float, which
+        # rounds integers above 2**53 and turns NaN into NA.
+        array_type, numpy_dtype, fill = masked
+        values = np.array(series.fill_null(fill).to_numpy(), dtype=numpy_dtype, copy=True)
         mask = np.array(series.is_null().to_numpy(), dtype=bool, copy=True)
-        return pd.Series(pd.arrays.FloatingArray(values, mask), name=series.name)
+        return pd.Series(array_type(values, mask), name=series.name)
     return series.to_pandas(use_pyarrow_extension_array=True).astype(target)
 
 

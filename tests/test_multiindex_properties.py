@@ -163,3 +163,19 @@ def test_to_pandas_names_missing_columns():
     pdf = to_pandas(table.empty_frame(), table).drop(columns="heating")
     with pytest.raises(SchemaMismatchError, match=r"lacks columns \['heating'\]"):
         from_pandas(pdf, table)
+
+
+def test_large_integers_with_missing_values_are_exact():
+    cls = create_model("S", __base__=ExperimentInputSpec, big=(int | None, None))
+    table = compile_experiment(cls, Out).scalars
+    big = 2**53 + 1  # not representable as a float
+    frame = pl.DataFrame(
+        {"experiment_id": ["e"] * 2, "sort_index": [0, 1], "workflow_run_id": [None] * 2,
+         "root_workflow_run_id": [None] * 2, "big": [None, big], "heating": [1.0, 2.0],
+         "count": [None, -big]},
+        schema=table.polars_schema(),
+    )
+    pdf = to_pandas(frame, table)
+    assert pdf.index.get_level_values("big")[1] == big
+    assert pdf["count"].iloc[1] == -big
+    assert_frame_equal(from_pandas(pdf, table), frame, check_exact=True)
