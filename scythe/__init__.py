@@ -2,8 +2,13 @@
 back validated, typed dataframes.
 
 Importing this package creates no client, reads no settings and needs no
-environment variable.
+environment variable; the heavier parts load on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from scythe.base import (
     BaseSpec,
@@ -12,16 +17,53 @@ from scythe.base import (
     FileReference,
     OptionalFileReference,
 )
+from scythe.registry import ExperimentRegistry
 from scythe.scatter_gather import RecursionMap
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "BaseExperiment": "scythe.experiments",
+    "ExperimentRun": "scythe.experiments",
+    "VersionedExperiment": "scythe.experiments",
+    "Results": "scythe.experiments",
+    "SemVer": "scythe.versions",
+    "ScatterGatherInput": "scythe.nodes",
+    "ScatterGatherResult": "scythe.nodes",
+    "LocalEngine": "scythe.engines.local",
+}
+
+if TYPE_CHECKING:
+    from scythe.engines.local import LocalEngine
+    from scythe.experiments import BaseExperiment, ExperimentRun, Results, VersionedExperiment
+    from scythe.nodes import ScatterGatherInput, ScatterGatherResult
+    from scythe.versions import SemVer
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scythe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "BaseExperiment",
     "BaseSpec",
     "ExperimentInputSpec",
     "ExperimentOutputSpec",
+    "ExperimentRegistry",
+    "ExperimentRun",
     "FileReference",
+    "LocalEngine",
     "OptionalFileReference",
     "RecursionMap",
+    "Results",
+    "ScatterGatherInput",
+    "ScatterGatherResult",
+    "SemVer",
+    "VersionedExperiment",
     "__version__",
 ]

@@ -42,6 +42,7 @@ import pandas as pd
 import pandera.polars as pa
 import polars as pl
 import pyarrow
+import pyarrow.ipc
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -677,6 +678,77 @@ def computed_feature_types(specs: Iterable[ExperimentInputSpec]) -> dict[str, ty
                 problems=[(i, "computed_features", features, "keys or types differ")],
             )
     return expected or {}
+
+
+# --------------------------------------------------------------------------- stored form
+
+
+def _check_to_dict(check: pa.Check) -> dict[str, Any] | None:
+    from pandera.api.checks import Check as BaseCheckApi
+
+    if check.name not in getattr(BaseCheckApi, "BACKEND_REGISTRY", {}) and not check.statistics:
+        return None  # a custom check function cannot be stored; the stored schema skips it
+    return {"name": check.name, "statistics": check.statistics, "error": check.error}
+
+
+def _column_to_dict(col: Column) -> dict[str, Any]:
+    checks = [c for c in (_check_to_dict(ch) for ch in col.extra_checks) if c is not None]
+    return {
+        "name": col.name,
+        "dtype": str(col.dtype),
+        "nullable": col.nullable,
+        "unique": col.unique,
+        "description": col.description,
+        "constraints": [[c.kind, list(c.value) if isinstance(c.value, tuple) else c.value]
+                        for c in col.constraints],
+        "checks": checks,
+    }
+
+
+def table_to_dict(table: TableSchema) -> dict[str, Any]:
+    """A plain, YAML-safe description of a table schema (see :func:`table_from_dict`).
+
+    The exact column types travel as a serialized Arrow schema; constraints and
+    pandera's built-in checks travel by name.
+    """
+    import base64
+
+    return {
+        "name": table.name,
+        "description": table.description,
+        "multi_row": table.multi_row,
+        "index": [_column_to_dict(c) for c in table.index],
+        "values": [_column_to_dict(c) for c in table.values],
+        "arrow_schema": base64.b64encode(table.arrow_schema().serialize().to_pybytes()).decode(),
+    }
+
+
+def table_from_dict(data: Mapping[str, Any]) -> TableSchema:
+    """Rebuild a :class:`TableSchema` stored with :func:`table_to_dict`."""
+    import base64
+
+    arrow = pyarrow.ipc.read_schema(pyarrow.py_buffer(base64.b64decode(data["arrow_schema"])))
+    dtypes = pl.DataFrame(arrow.empty_table()).schema
+
+    def column(d: Mapping[str, Any]) -> Column:
+        constraints = tuple(
+            Constraint(kind, tuple(value) if kind == "isin" else value) for kind, value in d["constraints"]
+        )
+        checks = tuple(
+            pa.Check.from_builtin_check_name(c["name"], c["statistics"], error=c["error"],
+                                             statistics=c["statistics"])
+            for c in d.get("checks", [])
+        )
+        return Column(d["name"], dtypes[d["name"]], nullable=d["nullable"], constraints=constraints,
+                      extra_checks=checks, unique=d["unique"], description=d["description"])
+
+    return TableSchema(
+        data["name"],
+        tuple(column(d) for d in data["index"]),
+        tuple(column(d) for d in data["values"]),
+        multi_row=data["multi_row"],
+        description=data.get("description", ""),
+    )
 
 
 # --------------------------------------------------------------------------- pandas

@@ -1,0 +1,425 @@
+"""The embedded local engine: the scatter/gather tree on this machine's processes.
+
+The driver (a thread of the calling process) plans the tree, hands terminal
+nodes to a pool of ``slots`` worker processes, gathers fan nodes bottom-up and
+finalizes the root. Workers are started with ``spawn`` (polars and the Delta
+runtime are not fork-safe), so experiments must be importable: defined at the
+top level of a module or of the script being run.
+
+A worker that dies (segfault, ``os._exit``, OOM kill) or overruns the
+execution timeout is replaced. The spec it was running is charged one attempt;
+its node runs again from scratch (nothing of a node is kept until the node
+finishes, so nothing is duplicated), and a spec that used up its retries
+becomes a ``failures`` row instead of being run again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from scythe.errors import EngineError
+from scythe.nodes import (
+    RunSummary,
+    ScatterGatherInput,
+    ScatterGatherResult,
+    finalize_run,
+    gather_node,
+    handle_for,
+    run_terminal_node,
+    stored_result,
+)
+from scythe.registry import ExperimentRunnable
+from scythe.scatter_gather import iter_terminal_nodes, plan_children
+
+POLL_SECONDS = 0.2
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _worker_main(conn: Connection) -> None:
+    """Loop of one worker process: run terminal nodes sent by the driver."""
+    counts = {"done": 0, "failed": 0}
+
+    def progress(event: str, sort_index: int) -> None:
+        if event in ("start", "staging"):
+            # The driver needs to know which spec was running if this process dies.
+            conn.send((event, sort_index, counts["done"], counts["failed"]))
+            counts["done"] = counts["failed"] = 0
+        else:
+            counts[event] += 1
+
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        node_json, crashed = message
+        counts["done"] = counts["failed"] = 0
+        try:
+            inp = ScatterGatherInput.model_validate_json(node_json)
+            result = run_terminal_node(inp, crashed=crashed, progress=progress,
+                                       workflow_run_id=f"local:{inp.node.name}")
+            conn.send(("result", result.model_dump_json(), counts["done"], counts["failed"]))
+        except Exception as exc:  # noqa: BLE001 - reported to the driver, which retries the node
+            conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+@dataclass
+class _NodeState:
+    inp: ScatterGatherInput
+    attempts: int = 0
+    crashes: dict[int, int] = field(default_factory=dict)
+    last_message: dict[int, str] = field(default_factory=dict)
+    reported: tuple[int, int] = (0, 0)  # done, failed counted by the attempt in flight
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    state: _NodeState | None = None
+    spec: int | None = None
+    spec_started: float = 0.0
+
+
+class Progress:
+    """Counts of a running run, optionally drawn as a rich progress bar."""
+
+    def __init__(self, total: int, *, show: bool, label: str) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self._bar: Any = None
+        if show and total:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("[red]{task.fields[failed]} failed"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._task = self._bar.add_task(label, total=total, failed=0, rate="")
+            self._started = time.monotonic()
+            self._bar.start()
+
+    def add(self, done: int, failed: int) -> None:
+        self.done += done
+        self.failed += failed
+        if self._bar is not None and (done or failed):
+            elapsed = max(time.monotonic() - self._started, 1e-9)
+            rate = f"{(self.done + self.failed) / elapsed:,.0f} specs/s"
+            self._bar.update(self._task, completed=self.done + self.failed, failed=self.failed, rate=rate)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+class LocalRunRef:
+    """Handle on a run driven by the local engine in a background thread."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._finished = threading.Event()
+        self._cancel = threading.Event()
+        self._summary: RunSummary | None = None
+        self._error: BaseException | None = None
+        self.progress: Progress | None = None
+
+    def result(self, timeout: float | None = None) -> RunSummary:
+        """Wait for the run; Ctrl-C cancels it cleanly (resume it with ``run.resume()``)."""
+        try:
+            if not self._finished.wait(timeout):
+                raise TimeoutError(f"run {self.run_id} still running after {timeout} s")
+        except KeyboardInterrupt:
+            self.cancel()
+            self._finished.wait()
+            raise
+        if self._error is not None:
+            raise EngineError(f"run {self.run_id} failed in the local engine: {self._error}") from self._error
+        assert self._summary is not None
+        return self._summary
+
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "running"
+        return f"<LocalRunRef {self.run_id} {state}>"
+
+
+class LocalEngine:
+    """Run the tree on this machine: ``slots`` worker processes (0: in this process)."""
+
+    name = "local"
+
+    def __init__(self, slots: int | None = None, *, progress: bool | None = None) -> None:
+        if slots is None:
+            from scythe.settings import scythe_settings
+
+            slots = scythe_settings().SLOTS or os.cpu_count() or 1
+        if slots < 0:
+            raise EngineError(f"slots must be >= 0, got {slots}")
+        self.slots = slots
+        self.show_progress = progress
+
+    def waits_by_default(self) -> bool:
+        return True
+
+    def submit(self, root: ScatterGatherInput, experiment: ExperimentRunnable) -> LocalRunRef:
+        ref = LocalRunRef(root.run_id)
+        show = self.show_progress if self.show_progress is not None else sys.stderr.isatty()
+        ref.progress = Progress(root.n_specs, show=show, label=experiment.name)
+        thread = threading.Thread(target=self._drive, args=(root, experiment, ref),
+                                  name=f"scythe-local-{root.run_id}", daemon=True)
+        thread.start()
+        return ref
+
+    # ------------------------------------------------------------------ the tree
+
+    def _drive(self, root: ScatterGatherInput, experiment: ExperimentRunnable, ref: LocalRunRef) -> None:
+        progress = ref.progress or Progress(root.n_specs, show=False, label=experiment.name)
+        try:
+            terminal = self._run_terminal_nodes(root, experiment, ref, progress)
+            if ref._cancel.is_set():
+                self._mark_cancelled(root)
+                raise EngineError(f"run {root.run_id} was cancelled; resume it with run.resume()")
+            root_result = self._gather(root, terminal)
+            ref._summary = finalize_run(root, root_result)
+        except BaseException as exc:  # noqa: BLE001 - surfaced by ref.result()
+            ref._error = exc
+        finally:
+            progress.close()
+            ref._finished.set()
+
+    def _gather(self, inp: ScatterGatherInput, terminal: dict[str, ScatterGatherResult]) -> ScatterGatherResult:
+        node = inp.node
+        children = plan_children(node, inp.recursion_map)
+        if not children:
+            return terminal[node.name]
+        results = [self._gather(inp.child(c.path[-1]), terminal) for c in children]
+        return gather_node(inp, results)
+
+    def _terminal_inputs(self, root: ScatterGatherInput) -> list[ScatterGatherInput]:
+        rmap = root.recursion_map
+        return [
+            root.model_copy(update={"recursion_map": rmap.model_copy(update={"path": node.path})})
+            for node in iter_terminal_nodes(root.n_specs, rmap)
+        ]
+
+    def _run_terminal_nodes(self, root: ScatterGatherInput, experiment: ExperimentRunnable,
+                            ref: LocalRunRef, progress: Progress) -> dict[str, ScatterGatherResult]:
+        run = handle_for(root)
+        results: dict[str, ScatterGatherResult] = {}
+        todo: list[ScatterGatherInput] = []
+        for inp in self._terminal_inputs(root):
+            finished = stored_result(run, inp.node.name)
+            if finished is not None:  # resumed run: this node is already staged
+                results[finished.node] = finished
+                progress.add(finished.done, finished.failed)
+            else:
+                todo.append(inp)
+        if not todo:
+            return results
+        if self.slots == 0:
+            for inp in todo:
+                if ref._cancel.is_set():
+                    break
+                result = run_terminal_node(inp, workflow_run_id=f"local:{inp.node.name}",
+                                           progress=_in_process_progress(progress))
+                results[result.node] = result
+            return results
+        pool = _WorkerPool(min(self.slots, len(todo)), experiment, progress, ref._cancel)
+        results.update(pool.run(todo))
+        return results
+
+    def _mark_cancelled(self, root: ScatterGatherInput) -> None:
+        from scythe.layout import RunManifest
+
+        run = handle_for(root)
+        manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
+        run.store.put_bytes(run.layout.manifest, manifest.model_copy(update={
+            "status": "cancelled", "message": "cancelled; finished nodes are kept, resume to finish"
+        }).to_yaml())
+
+
+def _in_process_progress(progress: Progress) -> Callable[[str, int], None]:
+    def report(event: str, sort_index: int) -> None:
+        if event == "done":
+            progress.add(1, 0)
+        elif event == "failed":
+            progress.add(0, 1)
+
+    return report
+
+
+class _WorkerPool:
+    """``size`` spawned worker processes, each running one terminal node at a time."""
+
+    def __init__(self, size: int, experiment: ExperimentRunnable, progress: Progress,
+                 cancel: threading.Event) -> None:
+        self.size = size
+        self.experiment = experiment
+        self.retries = experiment.options.retries
+        self.timeout = experiment.options.resolved_execution_timeout().total_seconds()
+        self.progress = progress
+        self.cancel = cancel
+        self.context = multiprocessing.get_context("spawn")
+        self.workers: list[_Worker] = []
+
+    def _start_worker(self) -> _Worker:
+        parent, child = self.context.Pipe(duplex=True)
+        process = self.context.Process(target=_worker_main, args=(child,), daemon=True,
+                                       name="scythe-local-worker")
+        process.start()
+        child.close()
+        return _Worker(process=process, conn=parent)
+
+    def run(self, todo: list[ScatterGatherInput]) -> dict[str, ScatterGatherResult]:
+        self.workers = [self._start_worker() for _ in range(self.size)]
+        pending: deque[_NodeState] = deque(_NodeState(inp) for inp in todo)
+        results: dict[str, ScatterGatherResult] = {}
+        try:
+            while (pending or any(w.state for w in self.workers)) and not self.cancel.is_set():
+                for worker in self.workers:
+                    if worker.state is None and pending:
+                        self._dispatch(worker, pending.popleft())
+                self._step(pending, results)
+        finally:
+            self._shutdown()
+        return results
+
+    def _dispatch(self, worker: _Worker, state: _NodeState) -> None:
+        crashed = {
+            s: (n, state.last_message[s]) for s, n in state.crashes.items() if n > self.retries
+        }
+        state.attempts += 1
+        state.reported = (0, 0)
+        worker.state = state
+        worker.spec = None
+        worker.conn.send((state.inp.model_dump_json(), crashed))
+
+    def _step(self, pending: deque[_NodeState], results: dict[str, ScatterGatherResult]) -> None:
+        busy = [w for w in self.workers if w.state is not None]
+        waitables: list[Any] = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        ready = set(wait(waitables, timeout=POLL_SECONDS))
+        now = time.monotonic()
+        for worker in busy:
+            if worker.conn in ready:
+                self._receive(worker, pending, results)
+            elif worker.process.sentinel in ready or not worker.process.is_alive():
+                self._replace(worker, pending)
+            elif worker.spec is not None and now - worker.spec_started > self.timeout:
+                worker.process.kill()
+                worker.process.join()
+                self._replace(worker, pending, f"exceeded the execution timeout of {self.timeout:g} s")
+
+    def _receive(self, worker: _Worker, pending: deque[_NodeState],
+                 results: dict[str, ScatterGatherResult]) -> None:
+        try:
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                kind = message[0]
+                state = worker.state
+                assert state is not None
+                if kind in ("start", "staging"):
+                    _, sort_index, done, failed = message
+                    self._count(state, done, failed)
+                    worker.spec = sort_index if kind == "start" else None
+                    worker.spec_started = time.monotonic()
+                elif kind == "result":
+                    _, payload, done, failed = message
+                    self._count(state, done, failed)
+                    result = ScatterGatherResult.model_validate_json(payload)
+                    results[result.node] = result
+                    worker.state, worker.spec = None, None
+                    return
+                elif kind == "error":
+                    _, text, tb = message
+                    self._uncount(state)
+                    worker.state, worker.spec = None, None
+                    if state.attempts <= self.retries:
+                        pending.append(state)
+                        return
+                    raise EngineError(f"node {state.inp.node.name} failed {state.attempts} time(s): "
+                                      f"{text}\n{tb}")
+        except (EOFError, OSError):
+            self._replace(worker, pending)
+
+    def _count(self, state: _NodeState, done: int, failed: int) -> None:
+        self.progress.add(done, failed)
+        state.reported = (state.reported[0] + done, state.reported[1] + failed)
+
+    def _uncount(self, state: _NodeState) -> None:
+        """Take back the progress of an attempt that will run again."""
+        self.progress.add(-state.reported[0], -state.reported[1])
+        state.reported = (0, 0)
+
+    def _replace(self, worker: _Worker, pending: deque[_NodeState], reason: str | None = None) -> None:
+        """A worker died under a node: charge the running spec, restart the worker, requeue the node."""
+        state = worker.state
+        assert state is not None
+        self._uncount(state)
+        worker.conn.close()
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        reason = reason or f"worker process exited with code {worker.process.exitcode}"
+        if worker.spec is not None:
+            state.crashes[worker.spec] = state.crashes.get(worker.spec, 0) + 1
+            state.last_message[worker.spec] = (
+                f"{reason} while running spec {worker.spec} "
+                f"(attempt {state.crashes[worker.spec]} of {self.retries + 1})"
+            )
+        elif state.attempts > self.retries + 1:
+            raise EngineError(f"node {state.inp.node.name}: {reason} outside any spec, "
+                              f"{state.attempts} time(s)")
+        index = self.workers.index(worker)
+        self.workers[index] = self._start_worker()
+        pending.appendleft(state)
+
+    def _shutdown(self) -> None:
+        for worker in self.workers:
+            try:
+                worker.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 5
+        for worker in self.workers:
+            worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()

@@ -1,0 +1,519 @@
+"""Experiments, their versions and runs: allocate specs, find runs, read results.
+
+>>> import tempfile
+>>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+>>> class In(ExperimentInputSpec):
+...     x: float
+>>> class Out(ExperimentOutputSpec):
+...     y: float
+>>> @ExperimentRegistry.Register(name="doctest_double")
+... def double(spec: In) -> Out:
+...     return Out(y=2 * spec.x)
+>>> experiment = BaseExperiment(runnable=double, storage=tempfile.mkdtemp())
+>>> run, ref = experiment.allocate([In(x=1.0), In(x=2.5)], version="bumpminor", engine=LocalEngine(slots=0))
+>>> ref.result().status
+'complete'
+>>> run.results().scalars["y"].to_list()
+[2.0, 5.0]
+>>> ExperimentRegistry.unregister("doctest_double")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import polars as pl
+import yaml
+from deltalake import write_deltalake
+
+from scythe import tables
+from scythe.base import ExperimentInputSpec, parse_specs
+from scythe.engines import Engine, RunRef, get_engine
+from scythe.engines.local import LocalEngine
+from scythe.errors import RunNotFoundError, SpecValidationError
+from scythe.layout import RunLayout, RunManifest, run_time_folder
+from scythe.leaf import _uri_of, index_values
+from scythe.nodes import ScatterGatherInput, resolve_experiment, write_batch
+from scythe.registry import ExperimentRunnable
+from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, iter_terminal_nodes
+from scythe.schema import (
+    FAILURES,
+    FILE_REFS,
+    SCALARS,
+    SPEC_JSON,
+    SPECS,
+    ExperimentSchema,
+    TableSchema,
+    compile_experiment,
+    computed_feature_types,
+    experiment_io_spec,
+    table_from_dict,
+    table_to_dict,
+    to_pandas,
+)
+from scythe.storage import Store, open_store
+from scythe.versions import SemVer, VersionBump, resolve_version
+
+__all__ = ["BaseExperiment", "ExperimentRun", "LocalEngine", "Results", "VersionedExperiment"]
+
+MAX_TERMINAL_SPECS = 1000
+
+
+def default_recursion_map(n_specs: int, parallelism: int, *, factor: int = 10) -> RecursionMap:
+    """A tree with enough terminal nodes to keep ``parallelism`` workers busy.
+
+    Terminal nodes hold about ``n / (4 · parallelism)`` specs (at most 1,000),
+    so a slow node does not leave the other workers idle at the end.
+
+    >>> default_recursion_map(1000, 2)
+    RecursionMap(factor=10, max_depth=1, path=())
+    """
+    target = max(1, min(MAX_TERMINAL_SPECS, math.ceil(n_specs / (4 * max(parallelism, 1)))))
+    depth = 0
+    while n_specs / factor**depth > target and depth < MAX_DEPTH_LIMIT:
+        depth += 1
+    return RecursionMap(factor=factor, max_depth=depth)
+
+
+def _as_store(storage: str | Path | Store | None) -> Store:
+    if isinstance(storage, Store):
+        return storage
+    return open_store(None if storage is None else str(storage))
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:32]
+
+
+@dataclass
+class _Artifacts:
+    """Local input files of an allocation: one upload per distinct (field, content, name)."""
+
+    uploads: dict[tuple[str, str, str], Path] = field(default_factory=dict)
+    by_spec: list[dict[str, tuple[str, str, str]]] = field(default_factory=list)
+
+
+def _scan_artifacts(specs: Sequence[ExperimentInputSpec], fields: tuple[str, ...]) -> _Artifacts:
+    """Hash every local file input, reporting missing files for all specs at once."""
+    found = _Artifacts()
+    problems: list[tuple[int | None, str, object, str]] = []
+    digests: dict[Path, str] = {}
+    for i, spec in enumerate(specs):
+        entry: dict[str, tuple[str, str, str]] = {}
+        for name in fields:
+            value = getattr(spec, name)
+            if not isinstance(value, Path):
+                continue
+            path = value.expanduser().absolute()
+            if not path.is_file():
+                problems.append((i, name, str(value), "file does not exist"))
+                continue
+            if path not in digests:
+                digests[path] = _file_digest(path)
+            key = (name, digests[path], path.name)
+            found.uploads.setdefault(key, path)
+            entry[name] = key
+        found.by_spec.append(entry)
+    if problems:
+        lines = [f"  spec {i} field {f!r} = {v!r}: {m}" for i, f, v, m in problems[:20]]
+        raise SpecValidationError(
+            f"{len(problems)} input file(s) not found:\n" + "\n".join(lines), problems=problems
+        )
+    return found
+
+
+class BaseExperiment:
+    """An experiment: a registered function and where its runs are stored.
+
+    ``run_name`` names the experiment's folder in storage (default: the
+    registered name); ``storage`` is a path, ``file://`` or ``s3://`` URI or a
+    store (default: ``SCYTHE_STORAGE_URI``, else ``./scythe-data``).
+    """
+
+    def __init__(self, runnable: ExperimentRunnable, run_name: str | None = None, *,
+                 storage: str | Path | Store | None = None) -> None:
+        if not isinstance(runnable, ExperimentRunnable):
+            from scythe.errors import RegistryError
+
+            raise RegistryError(
+                f"runnable must be registered with @ExperimentRegistry.Register(), got {runnable!r}"
+            )
+        self.runnable = runnable
+        self.name = run_name or runnable.name
+        if "/" in self.name or not self.name.strip():
+            raise SpecValidationError(f"experiment name {self.name!r} must be non-empty and contain no '/'")
+        self._storage = storage
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = _as_store(self._storage)
+        return self._store
+
+    def __repr__(self) -> str:
+        return f"BaseExperiment({self.name!r}, runnable={self.runnable!r})"
+
+    # ------------------------------------------------------------------ versions and runs
+
+    def list_versions(self) -> list[SemVer]:
+        """Versions with at least one run, oldest first."""
+        return sorted(SemVer.parse(v) for v in self.store.list_children(self.name) if SemVer.is_version(v))
+
+    def latest_version(self) -> SemVer | None:
+        versions = self.list_versions()
+        return versions[-1] if versions else None
+
+    def version(self, version: SemVer | str) -> VersionedExperiment:
+        return VersionedExperiment(self, version if isinstance(version, SemVer) else SemVer.parse(version))
+
+    def latest_run(self) -> ExperimentRun | None:
+        latest = self.latest_version()
+        return self.version(latest).latest_run() if latest else None
+
+    def latest_results(self) -> Results:
+        run = self.latest_run()
+        if run is None:
+            raise RunNotFoundError(f"experiment {self.name!r} has no runs in {self.store.uri()}")
+        return run.results()
+
+    # ------------------------------------------------------------------ allocation
+
+    def allocate(
+        self,
+        specs: Iterable[ExperimentInputSpec | dict[str, Any]],
+        *,
+        version: VersionBump | SemVer | str = "bumpminor",
+        recursion_map: RecursionMap | None = None,
+        overwrite_sort_index: bool = True,
+        engine: str | Engine | None = None,
+        wait: bool | None = None,
+    ) -> tuple[ExperimentRun, RunRef]:
+        """Validate ``specs``, store them, and submit the run's root node to an engine.
+
+        Every invalid spec is reported in one ``SpecValidationError`` before
+        anything is written; the caller's spec objects are never modified.
+        ``wait`` blocks until the run ends (default: the engine's choice, which
+        is to wait for the local engine). Returns ``(run, ref)``.
+        """
+        runnable = self.runnable
+        parsed = parse_specs(runnable.input_spec, specs)
+        if not parsed:
+            raise SpecValidationError(f"no specs to allocate for {self.name!r}")
+        if overwrite_sort_index:
+            for i, spec in enumerate(parsed):
+                spec.sort_index = i
+        else:
+            _check_unique_sort_index(parsed)
+        features = computed_feature_types(parsed)
+        schema = compile_experiment(runnable.input_spec, runnable.output_spec, computed_features=features)
+        artifacts = _scan_artifacts(parsed, schema.input_file_fields)
+        run_engine = get_engine(engine)
+        parallelism = getattr(run_engine, "slots", 0) or 1
+        rmap = recursion_map or default_recursion_map(len(parsed), parallelism)
+        if rmap.path:
+            raise SpecValidationError(f"recursion_map.path must be empty at allocation, got {rmap.path}")
+
+        store = self.store
+        semver = resolve_version(self.list_versions(), version)
+        manifest = self._claim_run_folder(store, semver, runnable, len(parsed), rmap, features,
+                                          run_engine.name)
+        layout = RunLayout(manifest.run_id)
+        uploaded = self._upload_artifacts(store, layout, artifacts)
+        parsed = [
+            spec.model_copy(update={
+                "experiment_id": manifest.run_id,
+                **{name: uploaded[key] for name, key in artifacts.by_spec[i].items()},
+            })
+            for i, spec in enumerate(parsed)
+        ]
+        parsed.sort(key=lambda s: s.sort_index)
+        self._write_specs(store, layout, schema, parsed, rmap)
+        store.put_bytes(layout.io_spec, yaml.safe_dump(
+            experiment_io_spec(runnable.input_spec, runnable.output_spec), sort_keys=False).encode())
+        listing: dict[str, dict[str, str]] = {}
+        for key, path in artifacts.uploads.items():
+            listing.setdefault(key[0], {})[str(path)] = uploaded[key]
+        store.put_bytes(layout.input_artifacts, yaml.safe_dump(listing, sort_keys=False).encode())
+        stored = {name: table_to_dict(table) for name, table in
+                  {"specs": schema.specs, **schema.result_tables}.items()}
+        store.put_bytes(layout.table_schemas, yaml.safe_dump(stored, sort_keys=False).encode())
+        for name, table in schema.result_tables.items():
+            tables.create_table(store, layout.table(name), table)
+
+        run = ExperimentRun(manifest.run_id, store=store, experiment=runnable)
+        root = ScatterGatherInput(
+            storage_uri=store.uri() if "://" in store.uri() else str(store.uri()),
+            run_id=manifest.run_id, experiment=runnable.name, experiment_ref=runnable.reference,
+            n_specs=len(parsed), recursion_map=rmap,
+        )
+        ref = run_engine.submit(root, runnable)
+        if wait if wait is not None else run_engine.waits_by_default():
+            ref.result()
+        return run, ref
+
+    def _claim_run_folder(self, store: Store, semver: SemVer, runnable: ExperimentRunnable,
+                          n_specs: int, rmap: RecursionMap, features: dict[str, type],
+                          engine: str) -> RunManifest:
+        """Write ``manifest.yml`` into a fresh time folder; put-if-absent makes the folder ours."""
+        for _ in range(100):
+            now = datetime.now(UTC)
+            run_id = f"{self.name}/{semver}/{run_time_folder(now)}"
+            manifest = RunManifest(
+                run_id=run_id, experiment=self.name, version=str(semver), created_at=now,
+                storage_uri=store.uri(), engine=engine, function=runnable.reference,
+                input_spec=f"{runnable.input_spec.__module__}:{runnable.input_spec.__qualname__}",
+                output_spec=f"{runnable.output_spec.__module__}:{runnable.output_spec.__qualname__}",
+                spec_count=n_specs, recursion_map=rmap,
+                computed_features={k: v.__name__ for k, v in features.items()},
+            )
+            if store.put_if_absent(RunLayout(run_id).manifest, manifest.to_yaml()):
+                return manifest
+            time.sleep(1e-6)
+        raise RunNotFoundError(f"could not claim a run folder for {self.name}/{semver}")
+
+    @staticmethod
+    def _upload_artifacts(store: Store, layout: RunLayout, artifacts: _Artifacts) -> dict[tuple[str, str, str], str]:
+        uris = {}
+        for key, path in artifacts.uploads.items():
+            field_name, digest, name = key
+            target = layout.artifact(field_name, digest, name)
+            store.upload_file(path, target)
+            uris[key] = _uri_of(store, target)
+        return uris
+
+    @staticmethod
+    def _write_specs(store: Store, layout: RunLayout, schema: ExperimentSchema,
+                     specs: list[ExperimentInputSpec], rmap: RecursionMap) -> None:
+        rows = [{**index_values(s, schema), SPEC_JSON: s.model_dump_json()} for s in specs]
+        frame = tables.conform(tables.frame_from_rows(rows, schema.specs), schema.specs)
+        write_deltalake(store.table_uri(layout.specs), frame.to_arrow().cast(schema.specs.arrow_schema()),
+                        mode="error", storage_options=store.storage_options(), name="specs")
+        by_position = frame.select("sort_index", SPEC_JSON)
+        for node in iter_terminal_nodes(len(specs), rmap):
+            positions = node.positions
+            batch = by_position.slice(0, 0) if not len(positions) else by_position.gather(list(positions))
+            write_batch(store, layout, node.name, batch)
+
+
+def _check_unique_sort_index(specs: Sequence[ExperimentInputSpec]) -> None:
+    seen: dict[int, int] = {}
+    problems: list[tuple[int | None, str, object, str]] = []
+    for i, spec in enumerate(specs):
+        if spec.sort_index in seen:
+            problems.append((i, "sort_index", spec.sort_index, f"repeats spec {seen[spec.sort_index]}'s"))
+        seen.setdefault(spec.sort_index, i)
+    if problems:
+        lines = [f"  spec {i} field 'sort_index' = {v!r}: {m}" for i, _, v, m in problems[:20]]
+        raise SpecValidationError(
+            f"{len(problems)} repeated sort_index value(s) (pass overwrite_sort_index=True to renumber):\n"
+            + "\n".join(lines),
+            problems=problems,
+        )
+
+
+class VersionedExperiment:
+    """One version of an experiment and its runs."""
+
+    def __init__(self, experiment: BaseExperiment, version: SemVer) -> None:
+        self.experiment = experiment
+        self.version = version
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.experiment.name}/{self.version}"
+
+    def list_runs(self) -> list[ExperimentRun]:
+        """Runs of this version, oldest first."""
+        store = self.experiment.store
+        return [
+            ExperimentRun(f"{self.prefix}/{folder}", store=store, experiment=self.experiment.runnable)
+            for folder in sorted(store.list_children(self.prefix))
+            if store.exists(RunLayout(f"{self.prefix}/{folder}").manifest)
+        ]
+
+    def latest_run(self) -> ExperimentRun | None:
+        runs = self.list_runs()
+        return runs[-1] if runs else None
+
+    def __repr__(self) -> str:
+        return f"VersionedExperiment({self.experiment.name!r}, {self.version})"
+
+
+@dataclass(frozen=True)
+class RunStatusCounts:
+    """Where a run stands: status and counts of specs done, failed and in all."""
+
+    status: str
+    done: int
+    failed: int
+    total: int
+
+
+class ExperimentRun:
+    """One allocation of an experiment: its files, its manifest and its results.
+
+    ``experiment_id`` (also ``run_id``) is ``<experiment>/<vM.m.p>/<time>``.
+    """
+
+    def __init__(self, run_id: str, *, store: Store, experiment: ExperimentRunnable | None = None) -> None:
+        self.run_id = run_id
+        self.store = store
+        self.layout = RunLayout(run_id)
+        self._experiment = experiment
+
+    @classmethod
+    def open(cls, run_id: str, *, storage: str | Path | Store | None = None) -> ExperimentRun:
+        """Open a stored run by its id, e.g. from another process."""
+        store = _as_store(storage)
+        run = cls(run_id.strip("/"), store=store)
+        if not store.exists(run.layout.manifest):
+            raise RunNotFoundError(f"no run {run_id!r} in {store.uri()} (no {run.layout.manifest})")
+        return run
+
+    @property
+    def experiment_id(self) -> str:
+        return self.run_id
+
+    @property
+    def uri(self) -> str:
+        return self.store.uri(self.run_id)
+
+    def table_uri(self, name: str) -> str:
+        return self.store.table_uri(self.layout.table(name))
+
+    @property
+    def manifest(self) -> RunManifest:
+        return RunManifest.from_yaml(self.store.get_bytes(self.layout.manifest))
+
+    @property
+    def experiment(self) -> ExperimentRunnable:
+        if self._experiment is None:
+            manifest = self.manifest
+            self._experiment = resolve_experiment(manifest.experiment, manifest.function)
+        return self._experiment
+
+    def table_schemas(self) -> dict[str, TableSchema]:
+        """The schemas the run's tables were written with (``table_schemas.yml``), by table name.
+
+        Read from storage, so results open without importing the experiment's code.
+        """
+        stored = yaml.safe_load(self.store.get_bytes(self.layout.table_schemas))
+        return {name: table_from_dict(data) for name, data in stored.items()}
+
+    def status(self) -> RunStatusCounts:
+        """Status and counts from the manifest (complete, partial, running...)."""
+        manifest = self.manifest
+        return RunStatusCounts(manifest.status, manifest.done, manifest.failed, manifest.spec_count)
+
+    def results(self, *, validate: bool = True) -> Results:
+        """The run's results: validated polars frames in ``sort_index`` order."""
+        return Results(self, validate=validate)
+
+    def resume(self, *, engine: str | Engine | None = None, wait: bool | None = None) -> RunRef:
+        """Run the nodes that have not finished (after a cancel or a crash) and finalize again."""
+        manifest = self.manifest
+        run_engine = get_engine(engine)
+        root = ScatterGatherInput(
+            storage_uri=self.store.uri(), run_id=self.run_id, experiment=manifest.experiment,
+            experiment_ref=manifest.function, n_specs=manifest.spec_count,
+            recursion_map=manifest.recursion_map,
+        )
+        ref = run_engine.submit(root, self.experiment)
+        if wait if wait is not None else run_engine.waits_by_default():
+            ref.result()
+        return ref
+
+    def __repr__(self) -> str:
+        return f"ExperimentRun({self.run_id!r})"
+
+
+class Results:
+    """A run's result tables, read (and validated) on first access."""
+
+    def __init__(self, run: ExperimentRun, *, validate: bool = True) -> None:
+        self.run = run
+        self.schemas = run.table_schemas()
+        self.validate = validate
+        self._frames: dict[str, pl.DataFrame] = {}
+
+    def schema(self, name: str) -> TableSchema:
+        try:
+            return self.schemas[name]
+        except KeyError:
+            raise KeyError(f"run {self.run.run_id} has no table {name!r}; "
+                           f"tables: {sorted(self.schemas)}") from None
+
+    @property
+    def frame_outputs(self) -> list[str]:
+        """Names of the run's dataframe outputs."""
+        return [n for n in self.schemas if n not in (SPECS, SCALARS, FILE_REFS, FAILURES)]
+
+    def table(self, name: str) -> pl.DataFrame:
+        """The table ``name`` as a polars frame (read once, then cached)."""
+        if name not in self._frames:
+            table = self.schema(name)
+            key = self.run.layout.specs if name == SPECS else self.run.layout.table(name)
+            self._frames[name] = tables.read_table(self.run.store, key, table, validate=self.validate)
+        return self._frames[name]
+
+    __getitem__ = table
+
+    @property
+    def scalars(self) -> pl.DataFrame:
+        return self.table(SCALARS)
+
+    @property
+    def file_refs(self) -> pl.DataFrame:
+        return self.table(FILE_REFS)
+
+    @property
+    def failures(self) -> pl.DataFrame:
+        return self.table(FAILURES)
+
+    @property
+    def dataframes(self) -> _LazyFrames:
+        return _LazyFrames(self)
+
+    @property
+    def spec_count(self) -> int:
+        return self.run.manifest.spec_count
+
+    def to_pandas(self, name: str = SCALARS) -> pd.DataFrame:
+        """A table as pandas, indexed by the input ``MultiIndex``."""
+        return to_pandas(self.table(name), self.schema(name))
+
+    def __repr__(self) -> str:
+        return f"<Results of {self.run.run_id}: tables {sorted(self.schemas)}>"
+
+
+class _LazyFrames:
+    def __init__(self, results: Results) -> None:
+        self._results = results
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        if name not in self._results.frame_outputs:
+            raise KeyError(f"no dataframe output {name!r}; outputs: {self._results.frame_outputs}")
+        return self._results.table(name)
+
+    def keys(self) -> list[str]:
+        return self._results.frame_outputs
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+

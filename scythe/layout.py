@@ -1,0 +1,102 @@
+"""Where one run's files live, and the run manifest.
+
+Same layout on a local directory and on S3 (DESIGN.md §3)::
+
+    <experiment>/<vM.m.p>/<YYYY-MM-DDTHH-MM-SS.ffffffZ>/
+      manifest.yml  experiment_io_spec.yml  input_artifacts.yml  table_schemas.yml
+      specs/  artifacts/<field>/...  scatter-gather/...  results/<field>/...
+      final/scalars/  final/result_file_refs/  final/failures/  final/<name>/
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, Field
+
+from scythe.scatter_gather import RecursionMap
+
+RunStatus = Literal["allocated", "running", "complete", "partial", "incomplete", "cancelled"]
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Storage keys of one run, relative to the store root.
+
+    >>> layout = RunLayout("building/v1.0.0/2026-01-01T00-00-00.000000Z")
+    >>> layout.table("scalars")
+    'building/v1.0.0/2026-01-01T00-00-00.000000Z/final/scalars'
+    """
+
+    run_id: str
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.run_id}/manifest.yml"
+
+    @property
+    def io_spec(self) -> str:
+        return f"{self.run_id}/experiment_io_spec.yml"
+
+    @property
+    def table_schemas(self) -> str:
+        return f"{self.run_id}/table_schemas.yml"
+
+    @property
+    def input_artifacts(self) -> str:
+        return f"{self.run_id}/input_artifacts.yml"
+
+    @property
+    def specs(self) -> str:
+        return f"{self.run_id}/specs"
+
+    def table(self, name: str) -> str:
+        return f"{self.run_id}/final/{name}"
+
+    def artifact(self, field: str, digest: str, name: str) -> str:
+        return f"{self.run_id}/artifacts/{field}/{digest}/{name}"
+
+    def batch(self, node: str) -> str:
+        return f"{self.run_id}/scatter-gather/batches/{node}.parquet"
+
+    def node_manifest(self, node: str) -> str:
+        return f"{self.run_id}/scatter-gather/nodes/{node}.json"
+
+
+def run_time_folder(now: datetime | None = None) -> str:
+    """The run's time folder: UTC, microseconds, filesystem- and S3-safe."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return now.strftime("%Y-%m-%dT%H-%M-%S.%fZ")
+
+
+class RunManifest(BaseModel):
+    """``manifest.yml``: what a run is, how it was split and how it ended."""
+
+    run_id: str
+    experiment: str
+    version: str
+    created_at: datetime
+    storage_uri: str
+    engine: str
+    function: str = Field(description="module:qualname of the registered experiment")
+    input_spec: str
+    output_spec: str
+    spec_count: int
+    recursion_map: RecursionMap
+    computed_features: dict[str, str] = Field(default_factory=dict)
+    status: RunStatus = "allocated"
+    done: int = 0
+    failed: int = 0
+    missing: int = 0
+    finished_at: datetime | None = None
+    message: str | None = None
+
+    def to_yaml(self) -> bytes:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False).encode()
+
+    @classmethod
+    def from_yaml(cls, data: bytes) -> RunManifest:
+        return cls.model_validate(yaml.safe_load(data))

@@ -1,0 +1,257 @@
+"""The per-spec middleware every engine runs around the user's function.
+
+For one spec: fetch remote file inputs into the cache, give the function a
+fresh ``tempdir`` if it asks for one, call it (retrying up to the experiment's
+``retries``), check what it returned, upload file outputs, and turn the result
+into table rows. Anything that goes wrong becomes a ``failures`` row; it never
+escapes to stop the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import shutil
+import tempfile
+import traceback
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import polars as pl
+from pydantic import AnyUrl
+
+from scythe.base import ExperimentInputSpec, ExperimentOutputSpec, file_reference_uri
+from scythe.errors import LeafError
+from scythe.registry import ExperimentRunnable
+from scythe.schema import SORT_SUBINDEX, ExperimentSchema
+from scythe.storage import Store, open_store
+
+
+@dataclass(frozen=True)
+class LeafContext:
+    """Where a leaf runs: the run's store and key, the cache, and engine run ids."""
+
+    store: Store
+    run_key: str
+    cache_dir: Path
+    workflow_run_id: str | None = None
+    root_workflow_run_id: str | None = None
+
+
+@dataclass
+class LeafResult:
+    """The rows one spec contributes: outputs on success, one failure row otherwise."""
+
+    sort_index: int
+    index: dict[str, Any]
+    scalars: dict[str, Any] | None = None
+    file_refs: dict[str, Any] | None = None
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict)
+    failure: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def cell(value: Any) -> Any:
+    """A spec value as it is stored in a table cell."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path | AnyUrl):
+        return file_reference_uri(value)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
+def index_values(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[str, Any]:
+    """The index-column values of one spec, computed features included."""
+    features = spec.computed_features
+    row = {}
+    for col in schema.index:
+        value = features[col.name] if col.name in features else getattr(spec, col.name)
+        row[col.name] = cell(value)
+    return row
+
+
+def failure_row(exc: BaseException | None, *, error_type: str | None = None, message: str | None = None,
+                attempts: int, tb: str | None = None) -> dict[str, Any]:
+    return {
+        "error_type": error_type or type(exc).__name__,
+        "message": message if message is not None else str(exc),
+        "traceback": tb if tb is not None else (
+            "".join(traceback.format_exception(exc)) if exc is not None else None
+        ),
+        "attempts": attempts,
+    }
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _uri_of(store: Store, key: str) -> str:
+    uri = store.uri(key)
+    return uri if "://" in uri else Path(uri).as_uri()
+
+
+def fetch_file(reference: Any, cache_dir: Path) -> Path:
+    """A local path for a file reference: ``file://`` and paths as they are, others downloaded.
+
+    Downloads land in ``cache_dir`` under a hash of the URI and are reused:
+    Scythe's own artifacts are content-addressed, so a URI never changes content.
+    """
+    if isinstance(reference, Path):
+        return reference
+    uri = str(reference)
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme not in ("s3", "http", "https"):
+        raise LeafError(f"cannot fetch {uri!r}: unsupported scheme {parsed.scheme!r}")
+    name = Path(unquote(parsed.path)).name or "file"
+    target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:24] / name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{name}.{os.getpid()}.partial")
+    if parsed.scheme == "s3":
+        open_store(f"s3://{parsed.netloc}").download_file(unquote(parsed.path).lstrip("/"), partial)
+    else:
+        with urllib.request.urlopen(uri, timeout=60) as response, open(partial, "wb") as out:  # noqa: S310
+            shutil.copyfileobj(response, out)
+    os.replace(partial, target)  # atomic: concurrent leaves never read half a file
+    return target
+
+
+def localize_inputs(spec: ExperimentInputSpec, fields: tuple[str, ...], cache_dir: Path) -> ExperimentInputSpec:
+    """A copy of ``spec`` whose file-reference inputs are local paths."""
+    updates = {}
+    for name in fields:
+        value = getattr(spec, name)
+        if value is not None and not isinstance(value, Path):
+            updates[name] = fetch_file(value, cache_dir)
+    return spec.model_copy(update=updates) if updates else spec
+
+
+def upload_outputs(output: ExperimentOutputSpec, fields: tuple[str, ...], ctx: LeafContext,
+                   sort_index: int) -> dict[str, Any]:
+    """Upload local-path file outputs to ``results/<field>/<sort_index>/`` and return their URIs."""
+    uris: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(output, name)
+        if isinstance(value, Path):
+            if not value.is_file():
+                raise LeafError(f"output {name!r} = {str(value)!r} is not a file")
+            key = f"{ctx.run_key}/results/{name}/{sort_index}/{value.name}"
+            ctx.store.upload_file(value, key)
+            uris[name] = _uri_of(ctx.store, key)
+        else:
+            uris[name] = file_reference_uri(value)
+    return uris
+
+
+# --------------------------------------------------------------------------- leaf
+
+
+def _frame_rows(frame: Any, index: dict[str, Any], schema: ExperimentSchema, name: str) -> pl.DataFrame:
+    table = schema.dataframes[name]
+    if not isinstance(frame, pl.DataFrame):
+        frame = pl.from_pandas(frame) if hasattr(frame, "to_numpy") else pl.DataFrame(frame)
+    n = frame.height
+    columns = [pl.lit(index[c.name], dtype=c.dtype).alias(c.name) for c in schema.index]
+    columns.append(pl.int_range(0, n, dtype=pl.Int64).alias(SORT_SUBINDEX))
+    return frame.select([*columns, *[pl.col(c.name) for c in table.values]])
+
+
+def call_once(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: ExperimentInputSpec,
+              ctx: LeafContext) -> LeafResult:
+    """Run the function once on ``spec``; raise whatever goes wrong."""
+    local_spec = localize_inputs(spec, schema.input_file_fields, ctx.cache_dir)
+    index = index_values(spec, schema)
+    if experiment.wants_tempdir:
+        with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
+            output = experiment.call(local_spec, Path(tmp))
+            return _result(experiment, schema, spec, output, index, ctx)
+    output = experiment.call(local_spec, None)
+    return _result(experiment, schema, spec, output, index, ctx)
+
+
+def _result(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: ExperimentInputSpec,
+            output: Any, index: dict[str, Any], ctx: LeafContext) -> LeafResult:
+    if not isinstance(output, experiment.output_spec):
+        raise LeafError(
+            f"{experiment.name} returned {type(output).__name__}, expected "
+            f"{experiment.output_spec.__name__} (spec {spec.sort_index})"
+        )
+    scalars = {c.name: cell(getattr(output, c.name)) for c in schema.scalars.values}
+    file_refs = upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
+    frames = {name: _frame_rows(getattr(output, name), index, schema, name) for name in schema.dataframes}
+    return LeafResult(spec.sort_index, index, scalars=scalars, file_refs=file_refs, frames=frames)
+
+
+def run_leaf(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: ExperimentInputSpec,
+             ctx: LeafContext, *, tries: int | None = None, first_attempt: int = 1) -> LeafResult:
+    """Run one spec with retries; never raises for a failure of the spec itself.
+
+    ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
+    ``tries=1`` and the attempt number they are on as ``first_attempt``.
+    """
+    spec = spec.model_copy(update={
+        "workflow_run_id": ctx.workflow_run_id,
+        "root_workflow_run_id": ctx.root_workflow_run_id,
+    })
+    tries = experiment.options.retries + 1 if tries is None else tries
+    last: BaseException | None = None
+    for attempt in range(first_attempt, first_attempt + tries):
+        try:
+            return call_once(experiment, schema, spec, ctx)
+        except Exception as exc:  # noqa: BLE001 - every error of a leaf becomes a failure row
+            last = exc
+            attempts = attempt
+    index = _safe_index(spec, schema)
+    return LeafResult(spec.sort_index, index, failure=failure_row(last, attempts=attempts))
+
+
+def _safe_index(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[str, Any]:
+    try:
+        return index_values(spec, schema)
+    except Exception:  # noqa: BLE001 - a computed feature that raises still gets an index row
+        row = {c.name: None for c in schema.index}
+        row.update({k: cell(getattr(spec, k)) for k in row if k in type(spec).model_fields})
+        return row
+
+
+def crashed_leaf(spec: ExperimentInputSpec, schema: ExperimentSchema, ctx: LeafContext,
+                 *, message: str, attempts: int, error_type: str = "WorkerDied") -> LeafResult:
+    """The failure row of a spec whose worker process died under it too often."""
+    spec = spec.model_copy(update={
+        "workflow_run_id": ctx.workflow_run_id,
+        "root_workflow_run_id": ctx.root_workflow_run_id,
+    })
+    return LeafResult(
+        spec.sort_index,
+        _safe_index(spec, schema),
+        failure=failure_row(None, error_type=error_type, message=message, attempts=attempts, tb=None),
+    )
+
+
+def leaf_rows(results: list[LeafResult]) -> Mapping[str, list[dict[str, Any]]]:
+    """Row dicts per built-in table from leaf results."""
+    rows: dict[str, list[dict[str, Any]]] = {"scalars": [], "result_file_refs": [], "failures": []}
+    for r in results:
+        if r.failure is not None:
+            rows["failures"].append({**r.index, **r.failure})
+        else:
+            rows["scalars"].append({**r.index, **(r.scalars or {})})
+            rows["result_file_refs"].append({**r.index, **(r.file_refs or {})})
+    return rows

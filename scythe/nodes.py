@@ -1,0 +1,325 @@
+"""What a node of the scatter/gather tree does, for every engine.
+
+- A **terminal node** runs the leaf middleware over its batch of specs,
+  validates the batch against the compiled schemas, stages one data file per
+  table and writes a small node manifest.
+- A **fan node** gathers its children's results: references and counts only.
+- The **root** commits every table once, checks that each spec ended as
+  exactly one row of ``scalars`` or ``failures``, and records the outcome in
+  ``manifest.yml``.
+
+Engines decide where nodes run; this module decides what they do.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from pydantic import BaseModel, Field
+
+from scythe import tables
+from scythe.errors import ScytheError
+from scythe.layout import RunLayout, RunManifest
+from scythe.leaf import LeafContext, LeafResult, crashed_leaf, leaf_rows, run_leaf
+from scythe.registry import ExperimentRegistry, ExperimentRunnable, _load_runnable
+from scythe.scatter_gather import RecursionMap, TreeNode, node_for
+from scythe.schema import FAILURES, ExperimentSchema, compile_experiment
+from scythe.storage import Store, open_store
+
+ROOT_COMMITTER = "root"
+LeafProgress = Callable[[str, int], None]
+
+
+class ScatterGatherInput(BaseModel):
+    """The input of one tree node: references only, a few hundred bytes for any run size."""
+
+    storage_uri: str = Field(description="Root of the store holding the run")
+    run_id: str = Field(description="<experiment>/<vM.m.p>/<time>")
+    experiment: str = Field(description="Registered name of the experiment (the leaf task name)")
+    experiment_ref: str = Field(description="module:qualname to import the experiment from")
+    n_specs: int = Field(ge=0)
+    recursion_map: RecursionMap
+
+    @property
+    def node(self) -> TreeNode:
+        return node_for(self.n_specs, self.recursion_map)
+
+    def child(self, offset: int) -> ScatterGatherInput:
+        return self.model_copy(update={"recursion_map": self.recursion_map.child(offset)})
+
+
+class ScatterGatherResult(BaseModel):
+    """The output of one tree node: counts and the key of its node manifest."""
+
+    node: str
+    specs: int
+    done: int
+    failed: int
+    manifest_key: str
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """Everything a node needs about its run, loaded once per process."""
+
+    store: Store
+    layout: RunLayout
+    manifest: RunManifest
+    experiment: ExperimentRunnable
+    schema: ExperimentSchema
+
+
+def resolve_experiment(name: str, reference: str) -> ExperimentRunnable:
+    """The registered experiment: by name in this process, else imported from ``module:qualname``."""
+    try:
+        return ExperimentRegistry.get(name)
+    except ScytheError:
+        module, _, qualname = reference.partition(":")
+        return _load_runnable(module, qualname)
+
+
+def compile_run_schema(experiment: ExperimentRunnable, manifest: RunManifest) -> ExperimentSchema:
+    type_names = {"int": int, "float": float, "str": str, "bool": bool}
+    features = {k: type_names[v] for k, v in manifest.computed_features.items()}
+    return compile_experiment(experiment.input_spec, experiment.output_spec, computed_features=features)
+
+
+@functools.lru_cache(maxsize=16)
+def load_run(storage_uri: str, run_id: str, experiment: str, experiment_ref: str) -> RunHandle:
+    store = open_store(storage_uri)
+    layout = RunLayout(run_id)
+    manifest = RunManifest.from_yaml(store.get_bytes(layout.manifest))
+    runnable = resolve_experiment(experiment, experiment_ref)
+    return RunHandle(store, layout, manifest, runnable, compile_run_schema(runnable, manifest))
+
+
+def handle_for(inp: ScatterGatherInput) -> RunHandle:
+    return load_run(inp.storage_uri, inp.run_id, inp.experiment, inp.experiment_ref)
+
+
+# --------------------------------------------------------------------------- terminal nodes
+
+
+def write_batch(store: Store, layout: RunLayout, node: str, frame: pl.DataFrame) -> None:
+    """Write a terminal node's specs (``sort_index``, ``spec_json``) for it to read."""
+    buffer = io.BytesIO()
+    pq.write_table(frame.to_arrow(), buffer, compression="zstd")
+    store.put_bytes(layout.batch(node), buffer.getvalue())
+
+
+def read_batch(run: RunHandle, node: str) -> list[Any]:
+    frame = pl.read_parquet(io.BytesIO(run.store.get_bytes(run.layout.batch(node))))
+    parse = run.experiment.input_spec.model_validate_json
+    return [parse(s) for s in frame.get_column("spec_json").to_list()]
+
+
+def stored_result(run: RunHandle, node: str) -> ScatterGatherResult | None:
+    """The result of a node that already finished (a retried node does its work once)."""
+    key = run.layout.node_manifest(node)
+    if not run.store.exists(key):
+        return None
+    return ScatterGatherResult.model_validate(json.loads(run.store.get_bytes(key))["result"])
+
+
+def leaf_context(run: RunHandle, *, workflow_run_id: str | None = None,
+                 root_workflow_run_id: str | None = None) -> LeafContext:
+    from scythe.settings import scythe_settings
+
+    return LeafContext(
+        store=run.store,
+        run_key=run.layout.run_id,
+        cache_dir=Path(scythe_settings().CACHE_DIR),
+        workflow_run_id=workflow_run_id,
+        root_workflow_run_id=root_workflow_run_id,
+    )
+
+
+def run_terminal_node(
+    inp: ScatterGatherInput,
+    *,
+    crashed: Mapping[int, tuple[int, str]] | None = None,
+    progress: LeafProgress | None = None,
+    workflow_run_id: str | None = None,
+    root_workflow_run_id: str | None = None,
+) -> ScatterGatherResult:
+    """Run every leaf of a terminal node in this process and stage its tables.
+
+    ``crashed`` maps a spec's ``sort_index`` to ``(attempts, message)`` for
+    specs whose worker died under them too often: they become failure rows
+    without being run again. ``progress(event, sort_index)`` is called with
+    ``"start"``, ``"done"`` or ``"failed"`` around each leaf, and with
+    ``("staging", -1)`` once the leaves are done.
+    """
+    run = handle_for(inp)
+    name = inp.node.name
+    done = stored_result(run, name)
+    if done is not None:
+        return done
+    ctx = leaf_context(run, workflow_run_id=workflow_run_id, root_workflow_run_id=root_workflow_run_id)
+    crashed = crashed or {}
+    results: list[LeafResult] = []
+    for spec in read_batch(run, name):
+        if spec.sort_index in crashed:
+            attempts, message = crashed[spec.sort_index]
+            results.append(crashed_leaf(spec, run.schema, ctx, message=message, attempts=attempts))
+            continue
+        if progress:
+            progress("start", spec.sort_index)
+        result = run_leaf(run.experiment, run.schema, spec, ctx)
+        if progress:
+            progress("done" if result.ok else "failed", spec.sort_index)
+        results.append(result)
+    if progress:
+        progress("staging", -1)
+    return stage_node(run, name, results)
+
+
+def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl.DataFrame]:
+    """Frames per table; specs whose outputs break the schema move to ``failures``."""
+    schema = run.schema
+    rows = leaf_rows(results)
+    frames = {
+        name: tables.frame_from_rows(rows[name], table) for name, table in schema.result_tables.items()
+        if name in rows
+    }
+    for name, table in schema.dataframes.items():
+        parts = [r.frames[name] for r in results if r.ok and name in r.frames]
+        frames[name] = pl.concat(parts, how="vertical") if parts else table.empty_frame()
+    invalid: dict[int, str] = {}
+    for name, table in schema.result_tables.items():
+        if name == FAILURES:
+            continue
+        try:
+            frames[name] = tables.conform(frames[name], table)
+        except Exception as exc:  # noqa: BLE001 - a frame of the wrong shape fails its specs
+            for s in frames[name]["sort_index"].unique().to_list():
+                invalid.setdefault(int(s), f"output failed table {name!r}: {exc}")
+            continue
+        _, bad = tables.split_invalid(frames[name], table)
+        for s, message in bad.items():
+            invalid.setdefault(s, message)
+    if invalid:
+        by_index = {r.sort_index: r for r in results}
+        extra = [
+            {**by_index[s].index, "error_type": "OutputValidationError", "message": message,
+             "traceback": None, "attempts": 1}
+            for s, message in sorted(invalid.items())
+        ]
+        failures = tables.frame_from_rows(rows[FAILURES] + extra, schema.failures)
+        keep = ~pl.col("sort_index").is_in(list(invalid))
+        frames = {name: f.filter(keep) for name, f in frames.items()}
+        frames[FAILURES] = failures
+    return frames
+
+
+def stage_node(run: RunHandle, name: str, results: list[LeafResult]) -> ScatterGatherResult:
+    """Validate a terminal node's leaf results, stage one file per table, write its manifest."""
+    frames = _validated_frames(run, results)
+    staged: dict[str, list[dict[str, Any]]] = {}
+    for table_name, table in run.schema.result_tables.items():
+        frame = tables.conform(frames[table_name], table)
+        staged_file = tables.stage_frame(run.store, run.layout.table(table_name), table, frame, name=name)
+        staged[table_name] = [staged_file.model_dump()] if staged_file else []
+    failed = frames[FAILURES].height
+    result = ScatterGatherResult(
+        node=name, specs=len(results), done=len(results) - failed, failed=failed,
+        manifest_key=run.layout.node_manifest(name),
+    )
+    body = {"result": result.model_dump(), "tables": staged}
+    run.store.put_bytes(result.manifest_key, json.dumps(body).encode())
+    return result
+
+
+# --------------------------------------------------------------------------- fan nodes and root
+
+
+def gather_node(inp: ScatterGatherInput, children: list[ScatterGatherResult]) -> ScatterGatherResult:
+    """Gather a fan node's children: sum their counts, keep their manifest keys."""
+    run = handle_for(inp)
+    name = inp.node.name
+    result = ScatterGatherResult(
+        node=name,
+        specs=sum(c.specs for c in children),
+        done=sum(c.done for c in children),
+        failed=sum(c.failed for c in children),
+        manifest_key=run.layout.node_manifest(name),
+    )
+    body = {"result": result.model_dump(), "children": [c.manifest_key for c in children]}
+    run.store.put_bytes(result.manifest_key, json.dumps(body).encode())
+    return result
+
+
+def collect_staged(store: Store, manifest_key: str) -> dict[str, list[tables.StagedFile]]:
+    """Every staged file under a node, per table, walking node manifests down the tree."""
+    out: dict[str, list[tables.StagedFile]] = {}
+    stack = [manifest_key]
+    while stack:
+        body = json.loads(store.get_bytes(stack.pop()))
+        stack.extend(reversed(body.get("children", [])))
+        for table_name, files in body.get("tables", {}).items():
+            out.setdefault(table_name, []).extend(tables.StagedFile.model_validate(f) for f in files)
+    return out
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended: counts per outcome and the status written to ``manifest.yml``."""
+
+    run_id: str
+    status: str
+    specs: int
+    done: int
+    failed: int
+    missing: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _sort_indices(store: Store, key: str) -> list[int]:
+    delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
+    return delta.to_pyarrow_table(columns=["sort_index"]).column("sort_index").to_pylist()
+
+
+def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSummary:
+    """Commit every table once, check completeness, record the outcome in ``manifest.yml``."""
+    run = handle_for(inp)
+    staged = collect_staged(run.store, root.manifest_key)
+    transaction = tables.app_id(run.layout.run_id, ROOT_COMMITTER)
+    for table_name, table in run.schema.result_tables.items():
+        tables.commit_staged(run.store, run.layout.table(table_name), table, staged.get(table_name, []),
+                             transaction=transaction)
+    expected = _sort_indices(run.store, run.layout.specs)
+    done = _sort_indices(run.store, run.layout.table("scalars"))
+    failed = _sort_indices(run.store, run.layout.table(FAILURES))
+    outcome = done + failed
+    missing = sorted(set(expected) - set(outcome))
+    duplicated = len(outcome) - len(set(outcome))
+    if missing or duplicated:
+        status = "incomplete"
+        message = (f"run {run.layout.run_id} is INCOMPLETE: {len(missing)} spec(s) missing "
+                   f"(first: {missing[:10]}), {duplicated} duplicated; resume it to finish")
+    elif failed:
+        status = "partial"
+        message = f"run {run.layout.run_id}: {len(done)} done, {len(failed)} failed of {len(expected)}"
+    else:
+        status = "complete"
+        message = f"run {run.layout.run_id}: all {len(expected)} specs done"
+    manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
+    manifest = manifest.model_copy(update={
+        "status": status, "done": len(done), "failed": len(failed), "missing": len(missing),
+        "finished_at": datetime.now(UTC), "message": message,
+    })
+    run.store.put_bytes(run.layout.manifest, manifest.to_yaml())
+    return RunSummary(run.layout.run_id, status, len(expected), len(done), len(failed), len(missing), message)

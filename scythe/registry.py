@@ -1,0 +1,254 @@
+"""The experiment registry: turn a typed function into a runnable experiment.
+
+>>> from pathlib import Path
+>>> from scythe import ExperimentInputSpec, ExperimentOutputSpec
+>>> class In(ExperimentInputSpec):
+...     x: float
+>>> class Out(ExperimentOutputSpec):
+...     y: float
+>>> @ExperimentRegistry.Register(name="doctest_square", retries=1)
+... def square(spec: In, tempdir: Path) -> Out:
+...     return Out(y=spec.x**2)
+>>> square.input_spec.__name__, square.output_spec.__name__, square.wants_tempdir
+('In', 'Out', True)
+>>> square(In(x=3.0), Path(".")).y
+9.0
+>>> ExperimentRegistry.unregister("doctest_square")
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from scythe.base import ExperimentInputSpec, ExperimentOutputSpec
+from scythe.errors import DuplicateExperimentError, RegistryError
+
+TEMPDIR_PARAMETER = "tempdir"
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """How an experiment's leaves run: retries, timeouts, placement, engine task options."""
+
+    retries: int = 0
+    execution_timeout: timedelta | None = None
+    schedule_timeout: timedelta | None = None
+    desired_worker_labels: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
+
+    def resolved_execution_timeout(self) -> timedelta:
+        """The execution timeout, falling back to ``SCYTHE_TIMEOUT_EXECUTION`` (1 hour)."""
+        if self.execution_timeout is not None:
+            return self.execution_timeout
+        from scythe.settings import timeout_settings
+
+        return timeout_settings().EXECUTION
+
+    def resolved_schedule_timeout(self) -> timedelta:
+        if self.schedule_timeout is not None:
+            return self.schedule_timeout
+        from scythe.settings import timeout_settings
+
+        return timeout_settings().SCHEDULE
+
+
+def _load_runnable(module: str, qualname: str) -> ExperimentRunnable:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, ExperimentRunnable):
+        raise RegistryError(f"{module}:{qualname} is a {type(obj).__name__}, not a registered experiment")
+    return obj
+
+
+class ExperimentRunnable:
+    """A registered experiment: the user's function with its spec types and run options.
+
+    Call it like the function (for tests); pass it to ``BaseExperiment`` to run
+    it over many specs.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        description: str | None,
+        input_spec: type[ExperimentInputSpec],
+        output_spec: type[ExperimentOutputSpec],
+        input_parameter: str,
+        wants_tempdir: bool,
+        options: ExperimentOptions,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.description = description
+        self.input_spec = input_spec
+        self.output_spec = output_spec
+        self.input_parameter = input_parameter
+        self.wants_tempdir = wants_tempdir
+        self.options = options
+        self.__module__ = fn.__module__
+        self.__qualname__ = fn.__qualname__
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"<experiment {self.name!r}: {self.input_spec.__name__} -> "
+                f"{self.output_spec.__name__}>")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by reference so worker processes import the user's module.
+        return (_load_runnable, (self.__module__, self.__qualname__))
+
+    @property
+    def reference(self) -> str:
+        """``module:qualname``, the address worker processes import the experiment from."""
+        return f"{self.__module__}:{self.__qualname__}"
+
+    def call(self, spec: ExperimentInputSpec, tempdir: Path | None) -> Any:
+        """Call the function with the spec (and a tempdir when it asks for one)."""
+        kwargs: dict[str, Any] = {self.input_parameter: spec}
+        if self.wants_tempdir:
+            kwargs[TEMPDIR_PARAMETER] = tempdir
+        return self.fn(**kwargs)
+
+
+def _describe(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def inspect_signature(
+    fn: Callable[..., Any],
+) -> tuple[str, type[ExperimentInputSpec], type[ExperimentOutputSpec], bool]:
+    """Read the input parameter, input spec, output spec and tempdir wish from ``fn``'s signature.
+
+    Annotations are resolved with ``typing.get_type_hints``, so functions in
+    modules using ``from __future__ import annotations`` work too.
+    """
+    where = _describe(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:
+        raise RegistryError(f"cannot resolve the annotations of {where}: {exc}") from exc
+    params = list(inspect.signature(fn).parameters.values())
+    input_params = [
+        p.name for p in params
+        if isinstance(hints.get(p.name), type) and issubclass(hints[p.name], ExperimentInputSpec)
+    ]
+    if len(input_params) != 1:
+        raise RegistryError(
+            f"{where} must take exactly one parameter annotated with an ExperimentInputSpec "
+            f"subclass; found {input_params or 'none'}"
+        )
+    wants_tempdir = TEMPDIR_PARAMETER in {p.name for p in params}
+    if wants_tempdir and hints.get(TEMPDIR_PARAMETER) not in (Path, None):
+        raise RegistryError(f"{where}: parameter 'tempdir' must be annotated Path")
+    extra = [p.name for p in params if p.name not in (*input_params, TEMPDIR_PARAMETER)
+             and p.default is inspect.Parameter.empty]
+    if extra:
+        raise RegistryError(f"{where}: parameters {extra} have no default; Scythe passes only "
+                            "the input spec and 'tempdir'")
+    output = hints.get("return")
+    if not (isinstance(output, type) and issubclass(output, ExperimentOutputSpec)):
+        raise RegistryError(
+            f"{where} must be annotated to return an ExperimentOutputSpec subclass, "
+            f"got {getattr(output, '__name__', output)!r}"
+        )
+    return input_params[0], hints[input_params[0]], output, wants_tempdir
+
+
+class ExperimentRegistry:
+    """Every experiment registered in this process, by name."""
+
+    _experiments: typing.ClassVar[dict[str, ExperimentRunnable]] = {}
+
+    @classmethod
+    def Register(  # noqa: N802 - the original Scythe's name
+        cls,
+        name: str | None = None,
+        *,
+        description: str | None = None,
+        retries: int = 0,
+        execution_timeout: timedelta | None = None,
+        schedule_timeout: timedelta | None = None,
+        desired_worker_labels: dict[str, Any] | None = None,
+        **task_options: Any,
+    ) -> Callable[[Callable[..., Any]], ExperimentRunnable]:
+        """Decorator: register a function ``(spec: In, tempdir: Path) -> Out`` as an experiment.
+
+        ``retries`` re-runs a failing leaf that many more times; ``execution_timeout``
+        bounds one leaf (default ``SCYTHE_TIMEOUT_EXECUTION``, 1 hour). Other keyword
+        options pass through to the distributed engine's task.
+        """
+        if retries < 0:
+            raise RegistryError(f"retries must be >= 0, got {retries}")
+        options = ExperimentOptions(
+            retries=retries,
+            execution_timeout=execution_timeout,
+            schedule_timeout=schedule_timeout,
+            desired_worker_labels=dict(desired_worker_labels or {}),
+            task_options=task_options,
+        )
+
+        def decorate(fn: Callable[..., Any]) -> ExperimentRunnable:
+            input_parameter, input_spec, output_spec, wants_tempdir = inspect_signature(fn)
+            runnable = ExperimentRunnable(
+                fn,
+                name=name or fn.__name__,
+                description=description or inspect.getdoc(fn),
+                input_spec=input_spec,
+                output_spec=output_spec,
+                input_parameter=input_parameter,
+                wants_tempdir=wants_tempdir,
+                options=options,
+            )
+            return cls.Include(runnable)
+
+        return decorate
+
+    @classmethod
+    def Include(cls, runnable: ExperimentRunnable) -> ExperimentRunnable:  # noqa: N802
+        """Register an existing runnable experiment under its name."""
+        if not isinstance(runnable, ExperimentRunnable):
+            raise RegistryError(f"cannot include {runnable!r}: not a registered experiment")
+        existing = cls._experiments.get(runnable.name)
+        if existing is not None and existing.reference != runnable.reference:
+            raise DuplicateExperimentError(
+                f"an experiment named {runnable.name!r} is already registered "
+                f"({existing.reference}); pass name=... to Register() to pick another"
+            )
+        cls._experiments[runnable.name] = runnable
+        return runnable
+
+    @classmethod
+    def get(cls, name: str) -> ExperimentRunnable:
+        try:
+            return cls._experiments[name]
+        except KeyError:
+            known = ", ".join(sorted(cls._experiments)) or "none"
+            raise RegistryError(f"no experiment named {name!r} is registered (registered: {known})") from None
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return sorted(cls._experiments)
+
+    @classmethod
+    def unregister(cls, name: str) -> None:
+        cls._experiments.pop(name, None)
+
+    @classmethod
+    def clear(cls) -> None:
+        """Forget every registered experiment (for tests)."""
+        cls._experiments.clear()

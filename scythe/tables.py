@@ -1,0 +1,256 @@
+"""Delta Lake tables: create them with their compiled schema, stage validated
+batches as data files, commit staged files once, read them back validated.
+
+Staging and committing are split on purpose: terminal nodes stage data files
+(anywhere, in parallel, retried at will) and hand up only small
+:class:`StagedFile` references; the root commits every table once, under a
+Delta app-transaction id that makes a repeated commit a no-op (invariant 2).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction, CommitProperties, Transaction
+from pydantic import BaseModel
+
+from scythe.errors import ResultValidationError, TableError
+from scythe.schema import TableSchema
+from scythe.storage import Store
+
+# One transaction id version per committing node: a node commits at most once.
+COMMIT_VERSION = 1
+
+
+class StagedFile(BaseModel):
+    """A data file written into a table's directory, not yet committed."""
+
+    path: str
+    size: int
+    rows: int
+    modification_time: int
+    stats: str
+
+    def add_action(self) -> AddAction:
+        return AddAction(
+            path=self.path,
+            size=self.size,
+            partition_values={},
+            modification_time=self.modification_time,
+            data_change=True,
+            stats=self.stats,
+        )
+
+
+def table_exists(store: Store, key: str) -> bool:
+    return store.exists(f"{key}/_delta_log/00000000000000000000.json")
+
+
+def create_table(store: Store, key: str, table: TableSchema) -> None:
+    """Create an empty Delta table at ``key`` with the table's Arrow schema (no-op if it exists)."""
+    DeltaTable.create(
+        store.table_uri(key),
+        schema=table.arrow_schema(),
+        mode="ignore",
+        name=table.name,
+        description=table.description or None,
+        storage_options=store.storage_options(),
+    )
+
+
+def stage_frame(store: Store, key: str, table: TableSchema, frame: pl.DataFrame, *, name: str) -> StagedFile | None:
+    """Write ``frame`` as one Parquet data file inside the table at ``key``; return its reference.
+
+    The file name is derived from ``name`` (the staging node), so a retried
+    node overwrites its own uncommitted file instead of adding another.
+    Returns None for an empty frame.
+    """
+    if frame.height == 0:
+        return None
+    arrow = conform(frame, table).to_arrow().cast(table.arrow_schema())
+    buffer = io.BytesIO()
+    pq.write_table(arrow, buffer, compression="zstd")
+    data = buffer.getvalue()
+    path = f"part-{name}.zstd.parquet"
+    store.put_bytes(f"{key}/{path}", data)
+    return StagedFile(
+        path=path,
+        size=len(data),
+        rows=frame.height,
+        modification_time=int(time.time() * 1000),
+        stats=_file_stats(frame, table),
+    )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _file_stats(frame: pl.DataFrame, table: TableSchema) -> str:
+    """Delta file statistics (row count, null counts, min/max) so readers can skip files."""
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    for col in table.columns:
+        if col.dtype in (pl.Int64(), pl.String(), pl.Date()) or isinstance(col.dtype, pl.Datetime):
+            series = frame.get_column(col.name)
+            lo, hi = series.min(), series.max()
+            if lo is not None:
+                mins[col.name], maxs[col.name] = _json_value(lo), _json_value(hi)
+        elif col.dtype == pl.Float64():
+            series = frame.get_column(col.name).drop_nulls()
+            finite = series.filter(series.is_finite()) if series.len() else series
+            # NaN or inf would make float bounds lie; leave them out.
+            if finite.len() and finite.len() == series.len():
+                lo, hi = finite.min(), finite.max()
+                if not (math.isnan(lo) or math.isnan(hi)):
+                    mins[col.name], maxs[col.name] = lo, hi
+    stats = {
+        "numRecords": frame.height,
+        "minValues": mins,
+        "maxValues": maxs,
+        "nullCount": {c.name: frame.get_column(c.name).null_count() for c in table.columns},
+    }
+    return json.dumps(stats, separators=(",", ":"))
+
+
+def app_id(run_id: str, node: str) -> str:
+    """The Delta app-transaction id of one committing node of one run."""
+    return f"scythe:{run_id}:{node}"
+
+
+def committed(store: Store, key: str, transaction: str) -> bool:
+    """Whether the table at ``key`` already holds the commit with this app-transaction id."""
+    table = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
+    version = table.transaction_version(transaction)
+    return version is not None and version >= COMMIT_VERSION
+
+
+def commit_staged(
+    store: Store,
+    key: str,
+    table: TableSchema,
+    files: Sequence[StagedFile],
+    *,
+    transaction: str,
+    metadata: dict[str, Any] | None = None,
+) -> bool:
+    """Commit staged files to the table at ``key`` in one Delta commit, exactly once.
+
+    ``transaction`` is the committing node's app-transaction id: if the table
+    already holds it, nothing is committed and False is returned (delta-rs does
+    not reject a repeated id itself, so it is checked here first).
+    """
+    delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
+    version = delta.transaction_version(transaction)
+    if version is not None and version >= COMMIT_VERSION:
+        return False
+    paths = [f.path for f in files]
+    if len(set(paths)) != len(paths):
+        raise TableError(f"table {table.name!r}: staged files repeat a path: {sorted(paths)}")
+    delta.create_write_transaction(
+        [f.add_action() for f in files],
+        mode="append",
+        schema=table.arrow_schema(),
+        commit_properties=CommitProperties(
+            custom_metadata={"scythe.node": transaction, **(metadata or {})},
+            app_transactions=[Transaction(app_id=transaction, version=COMMIT_VERSION)],
+        ),
+    )
+    return True
+
+
+def commit_count(store: Store, key: str) -> int:
+    """Number of commits in the table's history (the create commit included)."""
+    delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
+    return len(delta.history())
+
+
+def conform(frame: pl.DataFrame, table: TableSchema) -> pl.DataFrame:
+    """``frame`` with exactly the table's columns, in order, cast to their dtypes."""
+    missing = [n for n in table.names if n not in frame.columns]
+    if missing:
+        raise TableError(f"frame for table {table.name!r} lacks columns {missing}")
+    return frame.select([pl.col(c.name).cast(c.dtype, strict=True) for c in table.columns])
+
+
+def frame_from_rows(rows: Sequence[dict[str, Any]], table: TableSchema) -> pl.DataFrame:
+    """Build a frame with the table's exact dtypes from row dicts."""
+    if not rows:
+        return table.empty_frame()
+    return pl.DataFrame(rows, schema=table.polars_schema(), strict=False)
+
+
+def read_table(store: Store, key: str, table: TableSchema, *, validate: bool = True,
+               version: int | None = None) -> pl.DataFrame:
+    """Read the Delta table at ``key``: exact dtypes, sorted by ``sort_index`` (and ``sort_subindex``).
+
+    With ``validate`` (the default) the frame is checked against the compiled
+    pandera schema and a :class:`~scythe.errors.ResultValidationError` names
+    what does not match.
+    """
+    delta = DeltaTable(store.table_uri(key), version=version, storage_options=store.storage_options())
+    arrow = delta.to_pyarrow_table()
+    frame = pl.from_arrow(arrow) if arrow.num_rows else pl.DataFrame(schema=table.polars_schema())
+    assert isinstance(frame, pl.DataFrame)
+    frame = conform(frame, table).sort(table.sort_keys)
+    if validate:
+        try:
+            table.pandera_schema().validate(frame, lazy=True)
+        except (pa.errors.SchemaErrors, pa.errors.SchemaError) as err:
+            raise ResultValidationError(
+                f"table {table.name!r} at {store.table_uri(key)} does not match its schema:\n{err}"
+            ) from err
+    return frame
+
+
+def split_invalid(frame: pl.DataFrame, table: TableSchema) -> tuple[pl.DataFrame, dict[int, str]]:
+    """Validate ``frame``; return the valid rows and, per failing ``sort_index``, a message.
+
+    Every row of a failing spec is removed (a frame output fails as a whole),
+    so a spec is either wholly in the result or wholly a failure.
+    """
+    if frame.height == 0:
+        return frame, {}
+    try:
+        table.pandera_schema().validate(frame, lazy=True)
+        return frame, {}
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    except pa.errors.SchemaError as err:
+        return frame.clear(), {int(s): f"{table.name}: {err}" for s in frame["sort_index"].unique()}
+    messages: dict[int, list[str]] = {}
+    indexed = frame.with_row_index("_row")
+    whole_frame: list[str] = []
+    for case in cases.iter_rows(named=True):
+        row = case.get("index")
+        text = f"column {case['column']!r} failed {case['check']} (value {case['failure_case']!r})"
+        if row is None:
+            whole_frame.append(text)
+            continue
+        sort_index = indexed.row(int(row), named=True)["sort_index"]
+        messages.setdefault(int(sort_index), []).append(text)
+    if whole_frame:
+        # Errors without a row (a wrong dtype, a missing column) condemn the whole batch.
+        detail = "; ".join(dict.fromkeys(whole_frame))
+        for s in frame["sort_index"].unique().to_list():
+            messages.setdefault(int(s), []).append(detail)
+    bad = list(messages)
+    valid = frame.filter(~pl.col("sort_index").is_in(bad))
+    return valid, {
+        s: f"output failed validation of table {table.name!r}: " + "; ".join(dict.fromkeys(m))
+        for s, m in messages.items()
+    }

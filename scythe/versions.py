@@ -1,0 +1,96 @@
+"""Semantic versions of an experiment: ``v1.2.3`` folders and how allocations bump them."""
+
+from __future__ import annotations
+
+import re
+from functools import total_ordering
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scythe.errors import ScytheError
+
+VersionBump = Literal["bumpmajor", "bumpminor", "bumppatch", "keep"]
+_PATTERN = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+
+
+class VersionError(ScytheError, ValueError):
+    """A version string or bump is not valid."""
+
+
+@total_ordering
+class SemVer(BaseModel):
+    """A ``vMAJOR.MINOR.PATCH`` version.
+
+    >>> SemVer.parse("v1.2.3").bump("bumpminor")
+    SemVer('v1.3.0')
+    >>> sorted([SemVer.parse("v1.10.0"), SemVer.parse("v1.9.2")])[-1]
+    SemVer('v1.10.0')
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    major: int = Field(1, ge=0)
+    minor: int = Field(0, ge=0)
+    patch: int = Field(0, ge=0)
+
+    @classmethod
+    def parse(cls, text: str) -> SemVer:
+        match = _PATTERN.match(text.strip())
+        if not match:
+            raise VersionError(f"version {text!r} is not of the form vMAJOR.MINOR.PATCH (e.g. v1.2.3)")
+        major, minor, patch = (int(g) for g in match.groups())
+        return cls(major=major, minor=minor, patch=patch)
+
+    @classmethod
+    def is_version(cls, text: str) -> bool:
+        return bool(_PATTERN.match(text))
+
+    def bump(self, kind: VersionBump) -> SemVer:
+        if kind == "bumpmajor":
+            return SemVer(major=self.major + 1, minor=0, patch=0)
+        if kind == "bumpminor":
+            return SemVer(major=self.major, minor=self.minor + 1, patch=0)
+        if kind == "bumppatch":
+            return SemVer(major=self.major, minor=self.minor, patch=self.patch + 1)
+        if kind == "keep":
+            return self
+        raise VersionError(f"unknown version bump {kind!r}: use bumpmajor, bumpminor, bumppatch or keep")
+
+    def _key(self) -> tuple[int, int, int]:
+        return (self.major, self.minor, self.patch)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, SemVer):
+            return NotImplemented
+        return self._key() < other._key()
+
+    def __str__(self) -> str:
+        return f"v{self.major}.{self.minor}.{self.patch}"
+
+    def __repr__(self) -> str:
+        return f"SemVer({str(self)!r})"
+
+
+def resolve_version(existing: list[SemVer], version: VersionBump | SemVer | str) -> SemVer:
+    """The version of a new allocation given the versions already stored.
+
+    No versions yet: ``v1.0.0`` whatever the bump. ``keep`` reuses the latest.
+
+    >>> resolve_version([], "bumpminor")
+    SemVer('v1.0.0')
+    >>> resolve_version([SemVer.parse("v1.0.0"), SemVer.parse("v1.2.0")], "bumppatch")
+    SemVer('v1.2.1')
+    """
+    if isinstance(version, SemVer):
+        return version
+    if isinstance(version, str) and SemVer.is_version(version):
+        return SemVer.parse(version)
+    if version not in ("bumpmajor", "bumpminor", "bumppatch", "keep"):
+        raise VersionError(
+            f"version {version!r} is neither a bump (bumpmajor, bumpminor, bumppatch, keep) "
+            "nor a vMAJOR.MINOR.PATCH version"
+        )
+    if not existing:
+        return SemVer()
+    return max(existing).bump(version)
