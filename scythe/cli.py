@@ -21,14 +21,27 @@ def version() -> None:
 
 
 @app.command()
-def demo(n: int = typer.Option(1000, "--n", min=1, help="Number of specs to run.")) -> None:
-    """Run the example experiment on the embedded local engine and summarise its results."""
-    try:
-        from examples.building_energy.run import main as run_demo  # noqa: F401
-    except ImportError:
-        typer.echo("no example yet: the building-energy example lands with the local engine")
-        raise typer.Exit(0) from None
-    run_demo(n=n)
+def demo(
+    n: int = typer.Option(1000, "--n", min=1, help="Number of specs to run."),
+    seed: int = typer.Option(0, help="Seed of the spec sampler."),
+    storage: str = typer.Option(None, help="Where to store the run (default: SCYTHE_STORAGE_URI "
+                                "or ./scythe-data)."),
+) -> None:
+    """Run the building-energy example on the embedded local engine and summarise its results."""
+    import sys
+    from pathlib import Path
+
+    import scythe
+
+    checkout = Path(scythe.__file__).resolve().parent.parent
+    if not (checkout / "examples" / "building_energy").is_dir():
+        typer.echo(f"the demo runs from a source checkout: no examples/ next to {checkout}", err=True)
+        raise typer.Exit(2)
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))  # worker processes inherit sys.path
+    from examples.building_energy.demo import main as run_demo
+
+    run_demo(n, seed=seed, storage=storage)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""Run the building-energy example on the local engine and summarise the results.
+
+    python -m examples.building_energy.demo --n 1000      (or: scythe demo --n 1000)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from examples.building_energy.experiment import sample_specs, simulate_energy
+from scythe import BaseExperiment, ExperimentRun
+
+
+def summarise(run: ExperimentRun, console: Console, seconds: float) -> None:
+    results = run.results()
+    scalars, failures = results.scalars, results.failures
+    status = run.status()
+    console.print(f"[bold]run[/bold]     {run.run_id}  ({status.status}, {seconds:.1f} s)")
+    console.print(f"[bold]tables[/bold]  {run.uri}/final/")
+    for name in ["scalars", "result_file_refs", "failures", *results.frame_outputs]:
+        console.print(f"          {name:<17} {results.table(name).height:>8,} rows")
+    console.print(f"[bold]specs[/bold]   {results.spec_count:,}: {scalars.height:,} done, "
+                  f"{failures.height:,} failed")
+    if failures.height:
+        console.print(failures.select("sort_index", "error_type", "message").head(5))
+    climate = pl.col("weather_file").str.extract(r"([a-z]+)\.parquet$")
+    summary = (
+        scalars.with_columns(climate.alias("climate"))
+        .group_by("climate", "economizer")
+        .agg(
+            pl.len().alias("buildings"),
+            pl.col("heating_kwh_m2").mean().alias("heating"),
+            pl.col("cooling_kwh_m2").mean().alias("cooling"),
+            pl.col("peak_cooling_w_m2").max().alias("peak_cooling"),
+        )
+        .sort("climate", "economizer")
+    )
+    table = Table(title="Mean annual loads [kWh/m2] and peak cooling [W/m2] by climate and economizer")
+    for col in ("climate", "economizer", "buildings", "heating", "cooling", "peak cooling"):
+        table.add_column(col, justify="left" if col in ("climate", "economizer") else "right")
+    for row in summary.iter_rows():
+        c, e, n, h, cool, peak = row
+        table.add_row(c, e, f"{n:,}", f"{h:.1f}", f"{cool:.1f}", f"{peak:.1f}")
+    console.print(table)
+
+
+def main(n: int = 1000, *, seed: int = 0, storage: str | None = None) -> ExperimentRun:
+    console = Console()
+    console.print(f"Allocating {n:,} building simulations on the local engine...")
+    started = time.perf_counter()
+    run, ref = BaseExperiment(runnable=simulate_energy, storage=storage).allocate(
+        sample_specs(n, seed=seed), version="bumpminor"
+    )
+    ref.result()
+    summarise(run, console, time.perf_counter() - started)
+    return run
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--storage", default=None)
+    args = parser.parse_args()
+    main(args.n, seed=args.seed, storage=args.storage)
