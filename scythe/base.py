@@ -38,14 +38,21 @@ FILE_REFERENCE = FileReferenceMarker()
 S3Url = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["s3"])]
 """An ``s3://bucket/key`` URI."""
 
-FileReference = Annotated[Union[S3Url, HttpUrl, FileUrl, Path], FILE_REFERENCE]  # noqa: UP007
+# left_to_right: from JSON, a plain Path would otherwise win over the URL types.
+FileReference = Annotated[
+    Union[S3Url, HttpUrl, FileUrl, Path],  # noqa: UP007
+    Field(union_mode="left_to_right"),
+    FILE_REFERENCE,
+]
 """A file an experiment reads or writes: an ``s3://`` URI, an ``http(s)://`` URL,
 a ``file://`` URI or a local ``Path``. Local paths given as inputs are uploaded at
 allocation; local paths returned as outputs are uploaded after the run. In every
 table a file reference is a string URI."""
 
 OptionalFileReference = Annotated[
-    Union[S3Url, HttpUrl, FileUrl, Path, None], FILE_REFERENCE  # noqa: UP007
+    Union[S3Url, HttpUrl, FileUrl, Path, None],  # noqa: UP007
+    Field(union_mode="left_to_right"),
+    FILE_REFERENCE,
 ]
 """A ``FileReference`` that may be ``None``."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -42,6 +44,35 @@ def demo(
     from examples.building_energy.demo import main as run_demo
 
     run_demo(n, seed=seed, storage=storage)
+
+
+@app.command()
+def worker(
+    experiments: Annotated[list[str] | None, typer.Option(
+        "--experiments", "-e", metavar="MODULE:ATTR",
+        help="Experiment to serve, as module:attr (or a module: every experiment in it). Repeatable.",
+    )] = None,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the worker's tasks, slots and "
+                                 "labels, then exit without connecting to Hatchet's dispatcher."),
+) -> None:
+    """Start a Hatchet worker serving the scatter/gather task and/or the experiments' leaf tasks.
+
+    Roles, slots, labels and name come from SCYTHE_WORKER_* (DOES_FAN, DOES_LEAF, SLOTS,
+    DURABLE_SLOTS, HIGH_MEMORY, HIGH_CPU, HAS_GPU, NAME); the connection from HATCHET_CLIENT_*.
+    """
+    from scythe.errors import ScytheError
+    from scythe.registry import ExperimentRegistry
+    from scythe.worker import build_worker, load_experiments, plan_worker, worker_config
+
+    try:
+        config = worker_config()
+        plan = plan_worker(config, load_experiments(experiments or []), ExperimentRegistry.workflows())
+    except ScytheError as exc:
+        typer.echo(f"scythe worker: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(plan.describe())
+    if not dry_run:
+        build_worker(plan).start()
 
 
 if __name__ == "__main__":

@@ -81,3 +81,19 @@ class EngineError(ScytheError):
 
 class RunNotFoundError(ScytheError, LookupError):
     """No run, version or experiment exists at the given id in storage."""
+
+
+class HatchetConfigError(EngineError):
+    """No Hatchet connection can be made: no token, an invalid token, or no embedded engine."""
+
+
+class NodeFailedError(EngineError):
+    """A tree node on Hatchet could not finish because child nodes failed after their retries."""
+
+
+class LeafAttemptError(LeafError):
+    """One attempt of a leaf failed and Hatchet will retry it (raised to hand the retry to Hatchet)."""
+
+
+class WorkerConfigError(ScytheError, ValueError):
+    """A ``scythe worker`` cannot start with this configuration (roles, slots or experiments)."""

@@ -59,7 +59,7 @@ from scythe.schema import (
     table_to_dict,
     to_pandas,
 )
-from scythe.storage import Store, open_store
+from scythe.storage import Store, open_store, remember_store
 from scythe.versions import SemVer, VersionBump, resolve_version
 
 __all__ = ["BaseExperiment", "ExperimentRun", "LocalEngine", "Results", "VersionedExperiment"]
@@ -84,9 +84,8 @@ def default_recursion_map(n_specs: int, parallelism: int, *, factor: int = 10) -
 
 
 def _as_store(storage: str | Path | Store | None) -> Store:
-    if isinstance(storage, Store):
-        return storage
-    return open_store(None if storage is None else str(storage))
+    store = storage if isinstance(storage, Store) else open_store(None if storage is None else str(storage))
+    return remember_store(store)
 
 
 def _file_digest(path: Path) -> str:
@@ -255,7 +254,7 @@ class BaseExperiment:
 
         run = ExperimentRun(manifest.run_id, store=store, experiment=runnable)
         root = ScatterGatherInput(
-            storage_uri=store.uri() if "://" in store.uri() else str(store.uri()),
+            storage_uri=store.uri(),
             run_id=manifest.run_id, experiment=runnable.name, experiment_ref=runnable.reference,
             n_specs=len(parsed), recursion_map=rmap,
         )

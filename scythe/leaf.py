@@ -125,7 +125,7 @@ def fetch_file(reference: Any, cache_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{name}.{os.getpid()}.partial")
     if parsed.scheme == "s3":
-        open_store(f"s3://{parsed.netloc}").download_file(unquote(parsed.path).lstrip("/"), partial)
+        open_store(f"s3://{parsed.netloc}/").download_file(unquote(parsed.path).lstrip("/"), partial)
     else:
         with urllib.request.urlopen(uri, timeout=60) as response, open(partial, "wb") as out:  # noqa: S310
             shutil.copyfileobj(response, out)

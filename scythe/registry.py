@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,16 @@ class ExperimentRunnable:
         return (_load_runnable, (self.__module__, self.__qualname__))
 
     @property
+    def hatchet_task(self) -> Any:
+        """The Hatchet ``Standalone`` that runs one leaf of this experiment (built on first use).
+
+        Needs a Hatchet connection (``HATCHET_CLIENT_TOKEN`` or ``SCYTHE_HATCHET_EMBEDDED=1``).
+        """
+        from scythe.engines.hatchet import hatchet_task_for
+
+        return hatchet_task_for(self)
+
+    @property
     def reference(self) -> str:
         """``module:qualname``, the address worker processes import the experiment from."""
         return f"{self.__module__}:{self.__qualname__}"
@@ -173,6 +184,7 @@ class ExperimentRegistry:
     """Every experiment registered in this process, by name."""
 
     _experiments: typing.ClassVar[dict[str, ExperimentRunnable]] = {}
+    _workflows: typing.ClassVar[dict[str, Any]] = {}  # Hatchet workflows served next to experiments
 
     @classmethod
     def Register(  # noqa: N802 - the original Scythe's name
@@ -219,10 +231,17 @@ class ExperimentRegistry:
         return decorate
 
     @classmethod
-    def Include(cls, runnable: ExperimentRunnable) -> ExperimentRunnable:  # noqa: N802
-        """Register an existing runnable experiment under its name."""
+    def Include(cls, runnable: Any) -> Any:  # noqa: N802
+        """Register an existing runnable experiment, or a Hatchet ``Standalone``/``Workflow``.
+
+        A Hatchet workflow is kept by name and served by ``scythe worker`` (leaf
+        role) next to the experiments' tasks; it is returned unchanged.
+        """
+        if _is_hatchet_workflow(runnable):
+            return cls._include_workflow(runnable)
         if not isinstance(runnable, ExperimentRunnable):
-            raise RegistryError(f"cannot include {runnable!r}: not a registered experiment")
+            raise RegistryError(f"cannot include {runnable!r}: not a registered experiment "
+                                "nor a Hatchet Standalone or Workflow")
         existing = cls._experiments.get(runnable.name)
         if existing is not None and existing.reference != runnable.reference:
             raise DuplicateExperimentError(
@@ -231,6 +250,21 @@ class ExperimentRegistry:
             )
         cls._experiments[runnable.name] = runnable
         return runnable
+
+    @classmethod
+    def _include_workflow(cls, workflow: Any) -> Any:
+        existing = cls._workflows.get(workflow.name)
+        if existing is not None and existing is not workflow:
+            raise DuplicateExperimentError(
+                f"a Hatchet workflow named {workflow.name!r} is already included; rename one of them"
+            )
+        cls._workflows[workflow.name] = workflow
+        return workflow
+
+    @classmethod
+    def workflows(cls) -> list[Any]:
+        """The Hatchet workflows included with ``Include()``, by name."""
+        return [cls._workflows[name] for name in sorted(cls._workflows)]
 
     @classmethod
     def get(cls, name: str) -> ExperimentRunnable:
@@ -247,8 +281,16 @@ class ExperimentRegistry:
     @classmethod
     def unregister(cls, name: str) -> None:
         cls._experiments.pop(name, None)
+        cls._workflows.pop(name, None)
 
     @classmethod
     def clear(cls) -> None:
-        """Forget every registered experiment (for tests)."""
+        """Forget every registered experiment and included workflow (for tests)."""
         cls._experiments.clear()
+        cls._workflows.clear()
+
+
+def _is_hatchet_workflow(obj: Any) -> bool:
+    """Whether ``obj`` is a Hatchet ``Standalone`` or ``Workflow`` (without importing hatchet_sdk)."""
+    workflow_module = sys.modules.get("hatchet_sdk.runnables.workflow")
+    return workflow_module is not None and isinstance(obj, workflow_module.BaseWorkflow)

@@ -117,11 +117,27 @@ class ScytheSettings(BaseSettings):
         ge=1,
         description="Number of worker processes of the local engine; unset for os.cpu_count().",
     )
+    HATCHET_EMBEDDED: bool = Field(
+        default=False,
+        description="Connect the hatchet engine to an embedded Hatchet engine on this machine "
+        "(Hatchet.from_embedded()) instead of a server named by HATCHET_CLIENT_TOKEN.",
+    )
+    HATCHET_FAN_TIMEOUT: timedelta = Field(
+        default=timedelta(days=7),
+        gt=timedelta(0),
+        description="Longest time one scatter/gather node may wait for its subtree on Hatchet, "
+        f"as {_DURATION_HELP}.",
+    )
 
     @field_validator("CACHE_DIR")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("HATCHET_FAN_TIMEOUT", mode="before")
+    @classmethod
+    def _parse_seconds(cls, value: object) -> object:
+        return TimeoutSettings._parse_seconds(value)
 
 
 _SettingsT = TypeVar("_SettingsT", bound=BaseSettings)
@@ -139,7 +155,7 @@ def timeout_settings() -> TimeoutSettings:
 
 
 def scythe_settings() -> ScytheSettings:
-    """Read the ``SCYTHE_ENGINE``, ``SCYTHE_CACHE_DIR`` and ``SCYTHE_SLOTS`` variables now."""
+    """Read the ``SCYTHE_ENGINE``, ``SCYTHE_CACHE_DIR``, ``SCYTHE_SLOTS`` and ``SCYTHE_HATCHET_*`` variables now."""
     return _read_settings(ScytheSettings)
 
 

@@ -351,6 +351,35 @@ class S3Store(Store):
             ) from err
 
 
+_KNOWN_STORES: dict[str, Store] = {}
+
+
+def remember_store(store: Store) -> Store:
+    """Make ``open_store(store.uri())`` in this process return ``store`` itself.
+
+    Engines call it with the store a run was allocated on, so nodes reach the
+    same endpoint and credentials even when the environment does not name them.
+    """
+    _KNOWN_STORES[store.uri()] = store
+    return store
+
+
+def known_stores() -> list[Store]:
+    """The stores remembered in this process (sent along to worker processes)."""
+    return list(_KNOWN_STORES.values())
+
+
+def _known_store(uri: str) -> Store | None:
+    if uri in _KNOWN_STORES:
+        return _KNOWN_STORES[uri]
+    for known in _KNOWN_STORES.values():
+        # an S3 URI anywhere in a known bucket reuses that store's endpoint settings
+        if isinstance(known, S3Store) and uri.startswith(f"s3://{known.bucket}/"):
+            prefix = uri[len(f"s3://{known.bucket}/") :]
+            return S3Store(known.bucket, prefix, endpoint_url=known.endpoint_url, region=known.region)
+    return None
+
+
 def open_store(uri: str | None = None) -> Store:
     """Open the store at a path, ``file://`` URI or ``s3://bucket/prefix``.
 
@@ -364,6 +393,9 @@ def open_store(uri: str | None = None) -> Store:
     """
     if uri is None:
         uri = storage_settings().resolved_uri()
+    known = _known_store(uri) if uri else None
+    if known is not None:
+        return known
     if not uri:
         raise StorageError("empty storage URI: pass a path, a file:// URI or s3://bucket/prefix")
     if "://" not in uri:

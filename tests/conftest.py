@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +24,25 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited with code {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"moto server did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
-    """Endpoint URL of a moto S3 server on 127.0.0.1, with dummy AWS credentials set."""
-    from moto.server import ThreadedMotoServer
+    """Endpoint URL of a moto S3 server on 127.0.0.1, with dummy AWS credentials set.
 
+    The server runs in its own process: deltalake may hold the GIL while it
+    waits on HTTP, which would starve a server thread in the test process.
+    """
     port = int(os.environ.get("SCYTHE_TEST_MOTO_PORT") or _free_port())
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -35,13 +51,20 @@ def moto_server() -> Iterator[str]:
         # real profiles, tokens or endpoints of the developer must not leak into tests
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
             env.delenv(name, raising=False)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
+            _wait_for_port(port, process)
             yield f"http://127.0.0.1:{port}"
         finally:
-            server.stop()
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @pytest.fixture

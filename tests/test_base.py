@@ -116,3 +116,12 @@ def test_output_spec_holds_extra_dataframes_outside_its_dump():
 def test_unknown_fields_are_rejected():
     with pytest.raises(ValueError, match="r_valu"):
         Building(r_valu=1.0, weather_file="w.csv")
+
+
+def test_file_references_survive_a_json_round_trip():
+    spec = Building(r_value=1.0, weather_file="file:///tmp/w.csv", extra_file="s3://b/k.csv")
+    again = Building.model_validate_json(spec.model_dump_json())
+    assert file_reference_uri(again.weather_file) == "file:///tmp/w.csv"
+    assert file_reference_uri(again.extra_file) == "s3://b/k.csv"
+    local = Building.model_validate_json(Building(r_value=1.0, weather_file="data/w.csv").model_dump_json())
+    assert local.weather_file == Path("data/w.csv")

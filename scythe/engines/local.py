@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,11 +41,28 @@ from scythe.nodes import (
 )
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import iter_terminal_nodes, plan_children
+from scythe.storage import Store, known_stores, remember_store
 
 POLL_SECONDS = 0.2
 
 
 # --------------------------------------------------------------------------- worker side
+
+# Settings and credentials a worker must see as the driver sees them now, not
+# as they were when the (long-lived) worker started.
+_MIRRORED_PREFIXES = ("SCYTHE_", "AWS_", "HATCHET_")
+
+
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith(_MIRRORED_PREFIXES)}
+
+
+def _mirror_environment(environment: dict[str, str]) -> None:
+    for key in [k for k in os.environ if k.startswith(_MIRRORED_PREFIXES)]:
+        if key not in environment:
+            del os.environ[key]
+    os.environ.update(environment)
+
 
 
 def _worker_main(conn: Connection) -> None:
@@ -66,7 +84,10 @@ def _worker_main(conn: Connection) -> None:
             return
         if message is None:
             return
-        node_json, crashed = message
+        node_json, crashed, stores, environment = message
+        _mirror_environment(environment)
+        for store in stores:
+            remember_store(store)
         counts["done"] = counts["failed"] = 0
         try:
             inp = ScatterGatherInput.model_validate_json(node_json)
@@ -194,6 +215,8 @@ class LocalEngine:
             raise EngineError(f"slots must be >= 0, got {slots}")
         self.slots = slots
         self.show_progress = progress
+        self._pool = _WorkerPool(slots)
+        weakref.finalize(self, self._pool.close)
 
     def waits_by_default(self) -> bool:
         return True
@@ -261,9 +284,22 @@ class LocalEngine:
                                            progress=_in_process_progress(progress))
                 results[result.node] = result
             return results
-        pool = _WorkerPool(min(self.slots, len(todo)), experiment, progress, ref._cancel)
-        results.update(pool.run(todo))
+        if self._pool.lock.acquire(blocking=False):
+            try:
+                results.update(self._pool.run(todo, experiment, progress, ref._cancel))
+            finally:
+                self._pool.lock.release()
+        else:  # another run of this engine holds the shared workers
+            pool = _WorkerPool(min(self.slots, len(todo)))
+            try:
+                results.update(pool.run(todo, experiment, progress, ref._cancel))
+            finally:
+                pool.close()
         return results
+
+    def close(self) -> None:
+        """Stop this engine's worker processes (they also stop when the program exits)."""
+        self._pool.close()
 
     def _mark_cancelled(self, root: ScatterGatherInput) -> None:
         from scythe.layout import RunManifest
@@ -286,18 +322,21 @@ def _in_process_progress(progress: Progress) -> Callable[[str, int], None]:
 
 
 class _WorkerPool:
-    """``size`` spawned worker processes, each running one terminal node at a time."""
+    """``size`` spawned worker processes, each running one terminal node at a time.
 
-    def __init__(self, size: int, experiment: ExperimentRunnable, progress: Progress,
-                 cancel: threading.Event) -> None:
+    Workers outlive a run so that the next run of the same engine skips their
+    start-up (importing polars, pandera and the experiment's module).
+    """
+
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.experiment = experiment
-        self.retries = experiment.options.retries
-        self.timeout = experiment.options.resolved_execution_timeout().total_seconds()
-        self.progress = progress
-        self.cancel = cancel
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[_Worker] = []
+        self.lock = threading.Lock()
+        self.retries = 0
+        self.timeout = float("inf")
+        self.progress = Progress(0, show=False, label="")
+        self.cancel = threading.Event()
 
     def _start_worker(self) -> _Worker:
         parent, child = self.context.Pipe(duplex=True)
@@ -307,8 +346,14 @@ class _WorkerPool:
         child.close()
         return _Worker(process=process, conn=parent)
 
-    def run(self, todo: list[ScatterGatherInput]) -> dict[str, ScatterGatherResult]:
-        self.workers = [self._start_worker() for _ in range(self.size)]
+    def run(self, todo: list[ScatterGatherInput], experiment: ExperimentRunnable, progress: Progress,
+            cancel: threading.Event) -> dict[str, ScatterGatherResult]:
+        """Run terminal nodes until all are done or the run is cancelled."""
+        self.retries = experiment.options.retries
+        self.timeout = experiment.options.resolved_execution_timeout().total_seconds()
+        self.progress, self.cancel = progress, cancel
+        self.workers = [w for w in self.workers if w.process.is_alive()]
+        self.workers += [self._start_worker() for _ in range(self.size - len(self.workers))]
         pending: deque[_NodeState] = deque(_NodeState(inp) for inp in todo)
         results: dict[str, ScatterGatherResult] = {}
         try:
@@ -317,8 +362,11 @@ class _WorkerPool:
                     if worker.state is None and pending:
                         self._dispatch(worker, pending.popleft())
                 self._step(pending, results)
-        finally:
-            self._shutdown()
+        except BaseException:
+            self.close()
+            raise
+        if any(w.state for w in self.workers):
+            self.close()  # cancelled with nodes in flight: their workers cannot be reused
         return results
 
     def _dispatch(self, worker: _Worker, state: _NodeState) -> None:
@@ -329,7 +377,7 @@ class _WorkerPool:
         state.reported = (0, 0)
         worker.state = state
         worker.spec = None
-        worker.conn.send((state.inp.model_dump_json(), crashed))
+        worker.conn.send((state.inp.model_dump_json(), crashed, known_stores(), _environment()))
 
     def _step(self, pending: deque[_NodeState], results: dict[str, ScatterGatherResult]) -> None:
         busy = [w for w in self.workers if w.state is not None]
@@ -410,6 +458,11 @@ class _WorkerPool:
         index = self.workers.index(worker)
         self.workers[index] = self._start_worker()
         pending.appendleft(state)
+
+    def close(self) -> None:
+        """Stop every worker (busy ones are killed after a grace period)."""
+        self._shutdown()
+        self.workers = []
 
     def _shutdown(self) -> None:
         for worker in self.workers:

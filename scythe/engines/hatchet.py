@@ -1,0 +1,649 @@
+"""The distributed engine: the scatter/gather tree on Hatchet.
+
+Two kinds of Hatchet task run a tree:
+
+- ``scythe_scatter_gather`` (input :class:`~scythe.nodes.ScatterGatherInput`,
+  output :class:`~scythe.nodes.ScatterGatherResult`), one run per tree node. A
+  fan node spawns its children with ``run_many`` and gathers them; a terminal
+  node spawns one leaf task per spec, turns leaf tasks that died into
+  ``failures`` rows and stages its tables; the root also finalizes the run.
+  It is a *durable* task: it waits in a durable slot (evictable while waiting
+  on engines that support it), never in the slots leaves run in.
+- one leaf task per experiment, a ``Standalone`` named after the experiment and
+  built from its registration options (retries, timeouts, worker labels). A
+  leaf runs one attempt of one spec; Hatchet owns the retries. It writes its
+  rows to storage and returns only a reference (:class:`LeafOutput`), so no
+  payload grows with the outputs.
+
+What a node *does* is ``scythe.nodes`` (shared with the local engine); this
+module decides where it runs. The Hatchet client is created on first use,
+never at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import os
+import threading
+import zipfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
+from typing import Any
+
+import polars as pl
+from hatchet_sdk import Context, DurableContext, Hatchet
+from hatchet_sdk.clients.admin import WorkflowRunTriggerConfig
+from hatchet_sdk.config import ClientConfig
+from hatchet_sdk.labels import DesiredWorkerLabel
+from hatchet_sdk.runnables.workflow import Standalone, TaskRunRef
+from pydantic import BaseModel, ValidationError, create_model
+
+from scythe.base import ExperimentInputSpec
+from scythe.errors import (
+    EngineError,
+    HatchetConfigError,
+    LeafAttemptError,
+    NodeFailedError,
+    RegistryError,
+)
+from scythe.layout import RunManifest
+from scythe.leaf import LeafResult, crashed_leaf, run_leaf
+from scythe.nodes import (
+    RunHandle,
+    RunSummary,
+    ScatterGatherInput,
+    ScatterGatherResult,
+    finalize_run,
+    gather_node,
+    handle_for,
+    leaf_context,
+    load_run,
+    read_batch,
+    stage_node,
+    stored_result,
+)
+from scythe.registry import ExperimentRunnable
+from scythe.scatter_gather import plan_children
+from scythe.settings import scythe_settings, timeout_settings
+from scythe.worker import LABEL_ON
+
+SCATTER_GATHER_TASK = "scythe_scatter_gather"
+FAN_RETRIES = 2
+LEAF_READ_THREADS = 16
+ROOT_RUN_KEY = "root_workflow_run_id"
+
+# Options Scythe sets on the leaf task itself; the rest of Register(**task_options) passes through.
+_OWN_TASK_OPTIONS = frozenset(
+    {
+        "name",
+        "description",
+        "input_validator",
+        "retries",
+        "execution_timeout",
+        "schedule_timeout",
+        "desired_worker_labels",
+    }
+)
+
+
+# --------------------------------------------------------------------------- the client
+
+_lock = threading.RLock()
+_client: Hatchet | None = None
+_leaf_tasks: dict[str, Standalone[Any, Any]] = {}
+_fan_task: Standalone[Any, Any] | None = None
+
+
+def hatchet_client() -> Hatchet:
+    """The process's Hatchet client, created on first use.
+
+    From the standard ``HATCHET_CLIENT_*`` settings (``HATCHET_CLIENT_TOKEN``
+    names the server), or an embedded engine when ``SCYTHE_HATCHET_EMBEDDED=1``.
+    """
+    global _client
+    with _lock:
+        if _client is None:
+            _client = _connect()
+        return _client
+
+
+def reset_hatchet() -> None:
+    """Forget the client and every task built with it (after changing ``HATCHET_CLIENT_*``)."""
+    global _client, _fan_task
+    with _lock:
+        _client = None
+        _fan_task = None
+        _leaf_tasks.clear()
+
+
+_CONNECT_HELP = (
+    "Set HATCHET_CLIENT_TOKEN to an API token of your Hatchet server (with hatchet-lite: "
+    "see docs/deployment.md), or set SCYTHE_HATCHET_EMBEDDED=1 to run an embedded Hatchet "
+    "engine on this machine."
+)
+
+
+def _connect() -> Hatchet:
+    if scythe_settings().HATCHET_EMBEDDED:
+        from_embedded = getattr(Hatchet, "from_embedded", None)
+        if from_embedded is None:
+            import hatchet_sdk
+
+            raise HatchetConfigError(
+                f"SCYTHE_HATCHET_EMBEDDED=1 but hatchet-sdk {getattr(hatchet_sdk, '__version__', '?')} "
+                "has no Hatchet.from_embedded(); upgrade hatchet-sdk or unset it and set "
+                "HATCHET_CLIENT_TOKEN"
+            )
+        return from_embedded()
+    try:
+        config = ClientConfig()
+    except ValidationError as err:
+        raise HatchetConfigError(_config_problem(err) + " " + _CONNECT_HELP) from err
+    return Hatchet(config=config)
+
+
+def _config_problem(err: ValidationError) -> str:
+    messages = "; ".join(str(e.get("msg", "")) for e in err.errors())
+    if "token is required" in messages:
+        return "no Hatchet connection: HATCHET_CLIENT_TOKEN is not set."
+    token = os.environ.get("HATCHET_CLIENT_TOKEN", "")
+    return (
+        f"no Hatchet connection: the HATCHET_CLIENT_* settings are invalid "
+        f"(token starts with {token[:5]!r}): {messages}."
+    )
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+class LeafRunRef(BaseModel):
+    """Which run and terminal node a leaf belongs to: a few hundred bytes."""
+
+    storage_uri: str
+    run_id: str
+    experiment: str
+    experiment_ref: str
+    node: str
+
+    @classmethod
+    def of(cls, inp: ScatterGatherInput) -> LeafRunRef:
+        return cls(
+            storage_uri=inp.storage_uri,
+            run_id=inp.run_id,
+            experiment=inp.experiment,
+            experiment_ref=inp.experiment_ref,
+            node=inp.node.name,
+        )
+
+
+class LeafInput(BaseModel):
+    """The input of one leaf task: its run and its spec (typed per experiment)."""
+
+    run: LeafRunRef
+    spec: ExperimentInputSpec
+
+
+class LeafOutput(BaseModel):
+    """The output of one leaf task: where its rows were written, never the rows."""
+
+    sort_index: int
+    ok: bool
+    key: str
+
+
+@functools.cache
+def leaf_input_model(input_spec: type[ExperimentInputSpec]) -> type[LeafInput]:
+    """The leaf input model whose ``spec`` is ``input_spec`` (Hatchet validates with it)."""
+    return create_model(
+        f"{input_spec.__name__}LeafInput",
+        __base__=LeafInput,
+        __module__=__name__,
+        spec=(input_spec, ...),
+    )
+
+
+# --------------------------------------------------------------------------- leaf results in storage
+
+
+def leaf_results_prefix(run_id: str, node: str) -> str:
+    return f"{run_id}/scatter-gather/leaves/{node}"
+
+
+def leaf_result_key(run_id: str, node: str, sort_index: int) -> str:
+    # one key per spec: a leaf delivered twice overwrites its own object, never adds one
+    return f"{leaf_results_prefix(run_id, node)}/{sort_index}.zip"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    raise TypeError(f"cannot store a {type(value).__name__} in a leaf result: {value!r}")
+
+
+def _json_object(obj: dict[str, Any]) -> Any:
+    if obj.keys() == {"$datetime"}:
+        return datetime.fromisoformat(obj["$datetime"])
+    if obj.keys() == {"$date"}:
+        return date.fromisoformat(obj["$date"])
+    return obj
+
+
+def encode_leaf_result(result: LeafResult) -> bytes:
+    """One leaf's rows as a small zip: ``leaf.json`` plus one Arrow IPC file per dataframe output."""
+    header = {
+        "sort_index": result.sort_index,
+        "index": result.index,
+        "scalars": result.scalars,
+        "file_refs": result.file_refs,
+        "failure": result.failure,
+        "frames": sorted(result.frames),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("leaf.json", json.dumps(header, default=_json_default))
+        for name, frame in result.frames.items():
+            ipc = io.BytesIO()
+            frame.write_ipc(ipc)
+            archive.writestr(f"frames/{name}.arrow", ipc.getvalue())
+    return buffer.getvalue()
+
+
+def decode_leaf_result(data: bytes) -> LeafResult:
+    """The :class:`LeafResult` written by :func:`encode_leaf_result`, with its exact types."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        header = json.loads(archive.read("leaf.json"), object_hook=_json_object)
+        frames = {
+            name: pl.read_ipc(io.BytesIO(archive.read(f"frames/{name}.arrow")))
+            for name in header["frames"]
+        }
+    return LeafResult(
+        header["sort_index"],
+        header["index"],
+        scalars=header["scalars"],
+        file_refs=header["file_refs"],
+        frames=frames,
+        failure=header["failure"],
+    )
+
+
+def collect_leaf_results(
+    run: RunHandle,
+    specs: Sequence[ExperimentInputSpec],
+    outcomes: Sequence[Any],
+    *,
+    workflow_run_id: str | None,
+    root_workflow_run_id: str | None,
+) -> list[LeafResult]:
+    """Each spec's leaf result: read from storage, or a failure row when its leaf task died."""
+    ctx = leaf_context(
+        run, workflow_run_id=workflow_run_id, root_workflow_run_id=root_workflow_run_id
+    )
+    attempts = run.experiment.options.retries + 1
+
+    def one(spec: ExperimentInputSpec, outcome: Any) -> LeafResult:
+        if isinstance(outcome, LeafOutput):
+            return decode_leaf_result(run.store.get_bytes(outcome.key))
+        message = f"leaf task failed on Hatchet after {attempts} attempt(s): {outcome}"
+        return crashed_leaf(
+            spec,
+            run.schema,
+            ctx,
+            message=message,
+            attempts=attempts,
+            error_type=type(outcome).__name__,
+        )
+
+    with ThreadPoolExecutor(max_workers=LEAF_READ_THREADS) as pool:
+        return list(pool.map(one, specs, outcomes))
+
+
+# --------------------------------------------------------------------------- the leaf task
+
+
+def hatchet_task_for(runnable: ExperimentRunnable) -> Standalone[Any, LeafOutput]:
+    """The leaf ``Standalone`` of an experiment, built once per process from its registration.
+
+    Name and description are the experiment's; ``retries``, ``execution_timeout``,
+    ``schedule_timeout`` and ``desired_worker_labels`` come from ``Register()``;
+    other ``Register(**task_options)`` (``concurrency``, ``rate_limits``, ...) pass through.
+    """
+    with _lock:
+        task = _leaf_tasks.get(runnable.name)
+        if task is None:
+            task = _build_leaf_task(runnable)
+            _leaf_tasks[runnable.name] = task
+        return task
+
+
+def _build_leaf_task(runnable: ExperimentRunnable) -> Standalone[Any, LeafOutput]:
+    options = runnable.options
+    extra = dict(options.task_options)
+    clashing = sorted(_OWN_TASK_OPTIONS & extra.keys())
+    if clashing:
+        raise RegistryError(
+            f"experiment {runnable.name!r}: task options {clashing} are set by Scythe; "
+            "use Register()'s own arguments for them"
+        )
+    decorate = hatchet_client().task
+    try:
+        return decorate(
+            name=runnable.name,
+            description=runnable.description,
+            input_validator=leaf_input_model(runnable.input_spec),
+            retries=options.retries,
+            execution_timeout=options.resolved_execution_timeout(),
+            schedule_timeout=options.resolved_schedule_timeout(),
+            desired_worker_labels=desired_worker_labels(options.desired_worker_labels) or None,
+            **extra,
+        )(run_leaf_task)
+    except TypeError as exc:
+        raise RegistryError(
+            f"experiment {runnable.name!r}: task options {sorted(extra)} are not all "
+            f"options of hatchet_sdk's Hatchet.task: {exc}"
+        ) from exc
+
+
+def desired_worker_labels(labels: Mapping[str, Any]) -> list[DesiredWorkerLabel]:
+    """``Register(desired_worker_labels=...)`` as Hatchet labels with their keys set.
+
+    A value may be a ``DesiredWorkerLabel`` (as ``ScytheWorkerLabel.X.worker_label`` gives),
+    a mapping of its fields, ``True`` (the worker must advertise the label) or a required value.
+
+    >>> [(d.key, d.value, d.required) for d in desired_worker_labels({"has_gpu": True, "zone": "a"})]
+    [('has_gpu', 'yes', True), ('zone', 'a', True)]
+    """
+    out = []
+    for key, value in labels.items():
+        if isinstance(value, DesiredWorkerLabel):
+            out.append(value.model_copy(update={"key": key}))
+        elif isinstance(value, Mapping):
+            out.append(DesiredWorkerLabel(**{**value, "key": key}))
+        elif value is True:
+            out.append(DesiredWorkerLabel(key=key, value=LABEL_ON, required=True))
+        elif isinstance(value, str | int) and not isinstance(value, bool):
+            out.append(DesiredWorkerLabel(key=key, value=value, required=True))
+        else:
+            raise RegistryError(
+                f"desired_worker_labels[{key!r}] = {value!r}: use True, a string or "
+                "int value, or a DesiredWorkerLabel (e.g. ScytheWorkerLabel.HAS_GPU.worker_label)"
+            )
+    return out
+
+
+def run_leaf_task(inp: LeafInput, ctx: Context) -> LeafOutput:
+    """One attempt of one spec: run it, write its rows to storage, return their reference.
+
+    A failed attempt that has retries left raises, so Hatchet schedules the next
+    one (with its backoff, maybe on another worker); the last attempt's failure
+    becomes a ``failures`` row like any other.
+    """
+    run = load_run(inp.run.storage_uri, inp.run.run_id, inp.run.experiment, inp.run.experiment_ref)
+    root_id = str(ctx.additional_metadata.get(ROOT_RUN_KEY) or "") or None
+    leaf_ctx = leaf_context(run, workflow_run_id=ctx.workflow_run_id, root_workflow_run_id=root_id)
+    result = run_leaf(
+        run.experiment, run.schema, inp.spec, leaf_ctx, tries=1, first_attempt=ctx.attempt_number
+    )
+    if result.failure is not None and ctx.attempt_number < ctx.max_attempts:
+        failure = result.failure
+        raise LeafAttemptError(
+            f"spec {result.sort_index} attempt {ctx.attempt_number} of {ctx.max_attempts} failed: "
+            f"{failure['error_type']}: {failure['message']}"
+        )
+    key = leaf_result_key(inp.run.run_id, inp.run.node, result.sort_index)
+    run.store.put_bytes(key, encode_leaf_result(result))
+    return LeafOutput(sort_index=result.sort_index, ok=result.ok, key=key)
+
+
+# --------------------------------------------------------------------------- the scatter/gather task
+
+
+def scatter_gather_task() -> Standalone[ScatterGatherInput, ScatterGatherResult]:
+    """The durable ``scythe_scatter_gather`` task every tree node runs as (built once per process)."""
+    global _fan_task
+    with _lock:
+        if _fan_task is None:
+            _fan_task = hatchet_client().durable_task(
+                name=SCATTER_GATHER_TASK,
+                description="A node of a Scythe scatter/gather tree: fan out, or run a terminal "
+                "node's leaves; gather; the root commits the run's tables.",
+                input_validator=ScatterGatherInput,
+                retries=FAN_RETRIES,
+                execution_timeout=scythe_settings().HATCHET_FAN_TIMEOUT,
+                schedule_timeout=timeout_settings().SCHEDULE,
+            )(run_scatter_gather)
+        return _fan_task
+
+
+async def run_children(
+    task: Standalone[Any, Any], items: list[WorkflowRunTriggerConfig]
+) -> list[Any]:
+    """Run ``items`` as children of the running task and wait for them all.
+
+    One result per item, in order; a child that failed after its retries is its
+    exception. In a durable task on an engine with durable eviction, the SDK
+    spawns through the durable event log, so a replayed node does not spawn twice.
+    """
+    return await task.aio_run_many(items, return_exceptions=True)
+
+
+def node_metadata(inp: ScatterGatherInput, ctx: Context) -> dict[str, str]:
+    """The additional metadata of a node's children: the run, and the root's workflow run id."""
+    inherited = {k: str(v) for k, v in (ctx.additional_metadata or {}).items()}
+    return {
+        **inherited,
+        ROOT_RUN_KEY: inherited.get(ROOT_RUN_KEY) or ctx.workflow_run_id,
+        "experiment_id": inp.run_id,
+        "experiment_name": inp.experiment,
+    }
+
+
+async def run_scatter_gather(inp: ScatterGatherInput, ctx: DurableContext) -> ScatterGatherResult:
+    """One tree node: fan out (or run the leaves), gather; the root also finalizes the run."""
+    metadata = node_metadata(inp, ctx)
+    if plan_children(inp.node, inp.recursion_map):
+        result = await _fan_out(inp, metadata)
+    else:
+        result = await _run_terminal(inp, ctx, metadata)
+    if inp.node.depth == 0:
+        await asyncio.to_thread(finalize_run, inp, result)
+    return result
+
+
+async def _fan_out(inp: ScatterGatherInput, metadata: dict[str, str]) -> ScatterGatherResult:
+    task = scatter_gather_task()
+    children = [inp.child(c.path[-1]) for c in plan_children(inp.node, inp.recursion_map)]
+    items = [
+        task.create_bulk_run_item(
+            input=child,
+            child_key=f"node-{child.node.name}",
+            additional_metadata={
+                **metadata,
+                "level": str(child.node.depth),
+                "node": child.node.name,
+            },
+        )
+        for child in children
+    ]
+    outcomes = await run_children(task, items)
+    failed = [
+        (c.node.name, o)
+        for c, o in zip(children, outcomes, strict=True)
+        if isinstance(o, BaseException)
+    ]
+    if failed:
+        name, first = failed[0]
+        raise NodeFailedError(
+            f"node {inp.node.name} of run {inp.run_id}: {len(failed)} of {len(children)} child node(s) "
+            f"failed after their retries (first: node {name}: {first}); finished nodes are kept, "
+            "resume the run with run.resume(engine='hatchet')"
+        )
+    return await asyncio.to_thread(gather_node, inp, list(outcomes))
+
+
+async def _run_terminal(
+    inp: ScatterGatherInput, ctx: Context, metadata: dict[str, str]
+) -> ScatterGatherResult:
+    run = await asyncio.to_thread(handle_for, inp)
+    name = inp.node.name
+    finished = await asyncio.to_thread(stored_result, run, name)
+    if finished is not None:  # a retried or resumed node does its work once
+        return finished
+    specs = await asyncio.to_thread(read_batch, run, name)
+    leaf = hatchet_task_for(run.experiment)
+    model = leaf_input_model(run.experiment.input_spec)
+    ref = LeafRunRef.of(inp)
+    items = [
+        leaf.create_bulk_run_item(
+            input=model(run=ref, spec=spec),
+            child_key=f"leaf-{spec.sort_index}",
+            additional_metadata={
+                **metadata,
+                "level": str(inp.node.depth + 1),
+                "node": name,
+                "sort_index": str(spec.sort_index),
+            },
+        )
+        for spec in specs
+    ]
+    outcomes = await run_children(leaf, items)
+    results = await asyncio.to_thread(
+        collect_leaf_results,
+        run,
+        specs,
+        outcomes,
+        workflow_run_id=ctx.workflow_run_id,
+        root_workflow_run_id=metadata[ROOT_RUN_KEY],
+    )
+    result = await asyncio.to_thread(stage_node, run, name, results)
+    await asyncio.to_thread(run.store.delete_prefix, leaf_results_prefix(inp.run_id, name))
+    return result
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def summary_from_manifest(inp: ScatterGatherInput) -> RunSummary:
+    """The run's outcome as the root recorded it in ``manifest.yml``."""
+    run = handle_for(inp)
+    manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
+    return RunSummary(
+        manifest.run_id,
+        manifest.status,
+        manifest.spec_count,
+        manifest.done,
+        manifest.failed,
+        manifest.missing,
+        manifest.message or manifest.status,
+    )
+
+
+class HatchetRunRef:
+    """Handle on a run whose root node was triggered on Hatchet."""
+
+    def __init__(self, root: ScatterGatherInput, task_ref: TaskRunRef[Any, Any]) -> None:
+        self.run_id = root.run_id
+        self.root = root
+        self.workflow_run_id = task_ref.workflow_run_id
+        self._task_ref = task_ref
+        self._finished = threading.Event()
+        self._error: BaseException | None = None
+        self._waiter: threading.Thread | None = None
+
+    def _wait_for_root(self) -> None:
+        try:
+            self._task_ref.result()
+        except BaseException as exc:  # surfaced by result()
+            self._error = exc
+        finally:
+            self._finished.set()
+
+    def result(self, timeout: float | None = None) -> RunSummary:
+        """Wait for the root node (``timeout`` seconds at most) and return the run's summary."""
+        with _lock:
+            if self._waiter is None:
+                self._waiter = threading.Thread(
+                    target=self._wait_for_root,
+                    daemon=True,
+                    name=f"scythe-hatchet-{self.workflow_run_id}",
+                )
+                self._waiter.start()
+        if not self._finished.wait(timeout):
+            raise TimeoutError(
+                f"run {self.run_id} (Hatchet workflow run {self.workflow_run_id}) "
+                f"still running after {timeout} s"
+            )
+        if self._error is not None:
+            raise EngineError(
+                f"run {self.run_id} failed on Hatchet (workflow run {self.workflow_run_id}): "
+                f"{self._error}; finished nodes are kept, resume it with run.resume(engine='hatchet')"
+            ) from self._error
+        return summary_from_manifest(self.root)
+
+    def done(self) -> bool:
+        if self._finished.is_set():
+            return True
+        status = hatchet_client().runs.get_status(self.workflow_run_id)
+        return str(getattr(status, "value", status)) in ("COMPLETED", "FAILED", "CANCELLED")
+
+    def cancel(self) -> None:
+        """Cancel the root run on Hatchet; finished nodes are kept and the run can be resumed."""
+        hatchet_client().runs.cancel(self.workflow_run_id)
+
+    def __repr__(self) -> str:
+        return f"<HatchetRunRef {self.run_id} workflow run {self.workflow_run_id}>"
+
+
+def run_metadata(root: ScatterGatherInput) -> dict[str, str]:
+    """Additional metadata of a run's root: searchable in the Hatchet dashboard."""
+    return {
+        "experiment_id": root.run_id,
+        "experiment_name": root.experiment,
+        "level": "0",
+        "node": root.node.name,
+    }
+
+
+class HatchetEngine:
+    """Run the tree on Hatchet workers started with ``scythe worker``.
+
+    ``submit`` triggers the root node and returns at once (``waits_by_default``
+    is False): ``ref.result()`` waits for the run, from this or any process.
+    """
+
+    name = "hatchet"
+
+    def waits_by_default(self) -> bool:
+        return False
+
+    def submit(self, root: ScatterGatherInput, experiment: ExperimentRunnable) -> HatchetRunRef:
+        task_ref = scatter_gather_task().run(
+            root, wait_for_result=False, additional_metadata=run_metadata(root)
+        )
+        return HatchetRunRef(root, task_ref)
+
+    def __repr__(self) -> str:
+        return "HatchetEngine()"
+
+
+__all__ = [
+    "SCATTER_GATHER_TASK",
+    "HatchetEngine",
+    "HatchetRunRef",
+    "LeafInput",
+    "LeafOutput",
+    "LeafRunRef",
+    "decode_leaf_result",
+    "desired_worker_labels",
+    "encode_leaf_result",
+    "hatchet_client",
+    "hatchet_task_for",
+    "reset_hatchet",
+    "run_children",
+    "scatter_gather_task",
+]

@@ -1,0 +1,85 @@
+"""Experiments the end-to-end tests run (importable by worker processes).
+
+Written with postponed annotations on purpose: the tempdir parameter and the
+spec types must still be found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pandera.polars as pa
+import polars as pl
+from pandera.typing.polars import DataFrame
+from pydantic import Field
+
+from scythe import (
+    ExperimentInputSpec,
+    ExperimentOutputSpec,
+    ExperimentRegistry,
+    FileReference,
+    OptionalFileReference,
+)
+
+
+class Probe(ExperimentInputSpec):
+    """A spec whose fields cover the type map and steer the function's behaviour."""
+
+    x: float = Field(..., ge=0, description="An input value")
+    mode: Literal["ok", "raise", "crash_once", "crash_always", "bad_output", "wrong_type", "slow"] = "ok"
+    floors: int | None = None
+    when: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+    data_file: OptionalFileReference = None
+    marker_dir: str = ""
+
+    @property
+    def computed_features(self) -> dict[str, int | float | str]:
+        return {"x_squared": self.x**2}
+
+
+class Rows(pa.DataFrameModel):
+    step: int = pa.Field(ge=0)
+    value: float
+
+
+class ProbeOut(ExperimentOutputSpec):
+    y: float = Field(..., ge=0)
+    floors_out: int | None = None
+    label: str
+    file_digest: str | None = None
+    report: FileReference
+    rows: DataFrame[Rows]
+
+
+@ExperimentRegistry.Register(name="probe", retries=1)
+def probe(spec: Probe, tempdir: Path) -> ProbeOut:
+    if spec.mode == "raise":
+        raise ValueError(f"spec {spec.sort_index} asked to fail")
+    if spec.mode == "crash_always":
+        os._exit(17)
+    if spec.mode == "crash_once":
+        marker = Path(spec.marker_dir) / f"crashed-{spec.sort_index}"
+        if not marker.exists():
+            marker.write_text("crashed once")
+            os._exit(9)
+    if spec.mode == "slow":
+        time.sleep(0.2)
+    if spec.mode == "wrong_type":
+        return {"y": 1.0}  # type: ignore[return-value]
+    digest = None
+    if spec.data_file is not None:
+        assert isinstance(spec.data_file, Path), "file inputs arrive as local paths"
+        digest = hashlib.sha256(spec.data_file.read_bytes()).hexdigest()[:12]
+    report = tempdir / "report.txt"
+    report.write_text(f"spec {spec.sort_index}: x={spec.x}\n")
+    n = int(spec.x) % 3 + 1
+    rows = pl.DataFrame({"step": list(range(n)), "value": [spec.x * i for i in range(n)]})
+    y = -1.0 if spec.mode == "bad_output" else spec.x * 2
+    out_cls = ProbeOut.model_construct if spec.mode == "bad_output" else ProbeOut
+    return out_cls(y=y, floors_out=spec.floors, label=f"s{spec.sort_index}", file_digest=digest,
+                   report=report, rows=rows)
