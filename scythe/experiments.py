@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +68,10 @@ __all__ = ["BaseExperiment", "ExperimentRun", "LocalEngine", "Results", "Version
 MAX_TERMINAL_SPECS = 1000
 
 
+class UnfinishedRunWarning(UserWarning):
+    """Results were read from a run that is not complete or partial."""
+
+
 def default_recursion_map(n_specs: int, parallelism: int, *, factor: int = 10) -> RecursionMap:
     """A tree with enough terminal nodes to keep ``parallelism`` workers busy.
 
@@ -75,8 +80,13 @@ def default_recursion_map(n_specs: int, parallelism: int, *, factor: int = 10) -
 
     >>> default_recursion_map(1000, 2)
     RecursionMap(factor=10, max_depth=1, path=())
+    >>> default_recursion_map(8, 8)
+    RecursionMap(factor=7, max_depth=2, path=())
     """
     target = max(1, min(MAX_TERMINAL_SPECS, math.ceil(n_specs / (4 * max(parallelism, 1)))))
+    if parallelism > 1 and 3 <= n_specs <= factor:
+        # A root with n <= factor specs is terminal: branch narrower so the workers share it.
+        factor = n_specs - 1
     depth = 0
     while n_specs / factor**depth > target and depth < MAX_DEPTH_LIMIT:
         depth += 1
@@ -220,6 +230,9 @@ class BaseExperiment:
         schema = compile_experiment(runnable.input_spec, runnable.output_spec, computed_features=features)
         artifacts = _scan_artifacts(parsed, schema.input_file_fields)
         run_engine = get_engine(engine)
+        check = getattr(run_engine, "check", None)
+        if check is not None:
+            check(runnable)
         parallelism = getattr(run_engine, "slots", 0) or 1
         rmap = recursion_map or default_recursion_map(len(parsed), parallelism)
         if rmap.path:
@@ -391,7 +404,9 @@ class ExperimentRun:
         return self.store.uri(self.run_id)
 
     def table_uri(self, name: str) -> str:
-        return self.store.table_uri(self.layout.table(name))
+        """URI of a Delta table of the run (``specs`` or a result table), for deltalake or polars."""
+        key = self.layout.specs if name == SPECS else self.layout.table(name)
+        return self.store.table_uri(key)
 
     @property
     def manifest(self) -> RunManifest:
@@ -418,7 +433,15 @@ class ExperimentRun:
         return RunStatusCounts(manifest.status, manifest.done, manifest.failed, manifest.spec_count)
 
     def results(self, *, validate: bool = True) -> Results:
-        """The run's results: validated polars frames in ``sort_index`` order."""
+        """The run's results: validated polars frames in ``sort_index`` order.
+
+        Warns (``UnfinishedRunWarning``) when the run has not finished: its tables
+        hold only what the root has committed so far.
+        """
+        status = self.manifest.status
+        if status not in ("complete", "partial"):
+            warnings.warn(f"run {self.run_id} is {status}: its results are not all committed yet",
+                          UnfinishedRunWarning, stacklevel=2)
         return Results(self, validate=validate)
 
     def resume(self, *, engine: str | Engine | None = None, wait: bool | None = None) -> RunRef:

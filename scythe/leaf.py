@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import traceback
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,7 +170,11 @@ def _frame_rows(frame: Any, index: dict[str, Any], schema: ExperimentSchema, nam
     n = frame.height
     columns = [pl.lit(index[c.name], dtype=c.dtype).alias(c.name) for c in schema.index]
     columns.append(pl.int_range(0, n, dtype=pl.Int64).alias(SORT_SUBINDEX))
-    return frame.select([*columns, *[pl.col(c.name) for c in table.values]])
+    missing = [c.name for c in table.values if c.name not in frame.columns]
+    if missing:
+        raise LeafError(f"dataframe output {name!r} lacks columns {missing}")
+    # Cast here so a frame of the wrong types fails this spec, not its whole batch.
+    return frame.select([*columns, *[pl.col(c.name).cast(c.dtype, strict=True) for c in table.values]])
 
 
 def call_once(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: ExperimentInputSpec,
@@ -200,11 +204,13 @@ def _result(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: Expe
 
 
 def run_leaf(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: ExperimentInputSpec,
-             ctx: LeafContext, *, tries: int | None = None, first_attempt: int = 1) -> LeafResult:
+             ctx: LeafContext, *, tries: int | None = None, first_attempt: int = 1,
+             before_attempt: Callable[[int], None] | None = None) -> LeafResult:
     """Run one spec with retries; never raises for a failure of the spec itself.
 
     ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
     ``tries=1`` and the attempt number they are on as ``first_attempt``.
+    ``before_attempt(attempt)`` is called before each try (engines time each try).
     """
     spec = spec.model_copy(update={
         "workflow_run_id": ctx.workflow_run_id,
@@ -213,6 +219,8 @@ def run_leaf(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: Exp
     tries = experiment.options.retries + 1 if tries is None else tries
     last: BaseException | None = None
     for attempt in range(first_attempt, first_attempt + tries):
+        if before_attempt is not None:
+            before_attempt(attempt)
         try:
             return call_once(experiment, schema, spec, ctx)
         except Exception as exc:  # noqa: BLE001 - every error of a leaf becomes a failure row

@@ -157,8 +157,8 @@ def run_terminal_node(
     ``crashed`` maps a spec's ``sort_index`` to ``(attempts, message)`` for
     specs whose worker died under them too often: they become failure rows
     without being run again. ``progress(event, sort_index)`` is called with
-    ``"start"``, ``"done"`` or ``"failed"`` around each leaf, and with
-    ``("staging", -1)`` once the leaves are done.
+    ``"start"`` before each try of a leaf, ``"done"`` or ``"failed"`` after it,
+    and with ``("staging", -1)`` once the leaves are done.
     """
     run = handle_for(inp)
     name = inp.node.name
@@ -173,9 +173,8 @@ def run_terminal_node(
             attempts, message = crashed[spec.sort_index]
             results.append(crashed_leaf(spec, run.schema, ctx, message=message, attempts=attempts))
             continue
-        if progress:
-            progress("start", spec.sort_index)
-        result = run_leaf(run.experiment, run.schema, spec, ctx)
+        announce = (lambda _attempt, s=spec.sort_index: progress("start", s)) if progress else None
+        result = run_leaf(run.experiment, run.schema, spec, ctx, before_attempt=announce)
         if progress:
             progress("done" if result.ok else "failed", spec.sort_index)
         results.append(result)
@@ -184,26 +183,36 @@ def run_terminal_node(
     return stage_node(run, name, results)
 
 
+def _frame_of_rows(rows: list[dict[str, Any]], table: tables.TableSchema) -> tuple[pl.DataFrame, dict[int, str]]:
+    """A table's frame from row dicts; rows whose values do not fit its types are set aside."""
+    try:
+        return tables.frame_from_rows(rows, table), {}
+    except Exception:  # noqa: BLE001 - find the rows at fault one by one
+        good, bad = [], {}
+        for row in rows:
+            try:
+                tables.frame_from_rows([row], table)
+                good.append(row)
+            except Exception as exc:  # noqa: BLE001
+                bad[int(row["sort_index"])] = f"output does not fit table {table.name!r}: {exc}"
+        return tables.frame_from_rows(good, table), bad
+
+
 def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl.DataFrame]:
     """Frames per table; specs whose outputs break the schema move to ``failures``."""
     schema = run.schema
     rows = leaf_rows(results)
-    frames = {
-        name: tables.frame_from_rows(rows[name], table) for name, table in schema.result_tables.items()
-        if name in rows
-    }
+    frames: dict[str, pl.DataFrame] = {}
+    invalid: dict[int, str] = {}
+    for name, table_rows in rows.items():
+        frames[name], bad = _frame_of_rows(table_rows, schema.table(name))
+        for s, message in bad.items():
+            invalid.setdefault(s, message)
     for name, table in schema.dataframes.items():
         parts = [r.frames[name] for r in results if r.ok and name in r.frames]
         frames[name] = pl.concat(parts, how="vertical") if parts else table.empty_frame()
-    invalid: dict[int, str] = {}
     for name, table in schema.result_tables.items():
         if name == FAILURES:
-            continue
-        try:
-            frames[name] = tables.conform(frames[name], table)
-        except Exception as exc:  # noqa: BLE001 - a frame of the wrong shape fails its specs
-            for s in frames[name]["sort_index"].unique().to_list():
-                invalid.setdefault(int(s), f"output failed table {name!r}: {exc}")
             continue
         _, bad = tables.split_invalid(frames[name], table)
         for s, message in bad.items():

@@ -141,16 +141,17 @@ def _describe(fn: Callable[..., Any]) -> str:
 
 
 def inspect_signature(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any], localns: dict[str, Any] | None = None
 ) -> tuple[str, type[ExperimentInputSpec], type[ExperimentOutputSpec], bool]:
     """Read the input parameter, input spec, output spec and tempdir wish from ``fn``'s signature.
 
-    Annotations are resolved with ``typing.get_type_hints``, so functions in
-    modules using ``from __future__ import annotations`` work too.
+    Annotations are resolved with ``typing.get_type_hints`` (in ``localns`` too,
+    the scope the function was defined in), so functions in modules using
+    ``from __future__ import annotations`` work as well.
     """
     where = _describe(fn)
     try:
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, localns=localns)
     except Exception as exc:
         raise RegistryError(f"cannot resolve the annotations of {where}: {exc}") from exc
     params = list(inspect.signature(fn).parameters.values())
@@ -215,7 +216,10 @@ class ExperimentRegistry:
         )
 
         def decorate(fn: Callable[..., Any]) -> ExperimentRunnable:
-            input_parameter, input_spec, output_spec, wants_tempdir = inspect_signature(fn)
+            # The decorating scope: specs defined next to a function inside a function.
+            caller = sys._getframe(1)
+            localns = dict(caller.f_locals) if caller.f_code.co_name != "<module>" else None
+            input_parameter, input_spec, output_spec, wants_tempdir = inspect_signature(fn, localns)
             runnable = ExperimentRunnable(
                 fn,
                 name=name or fn.__name__,

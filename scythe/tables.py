@@ -9,6 +9,7 @@ Delta app-transaction id that makes a repeated commit a no-op (invariant 2).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -132,10 +133,8 @@ def app_id(run_id: str, node: str) -> str:
     return f"scythe:{run_id}:{node}"
 
 
-def committed(store: Store, key: str, transaction: str) -> bool:
-    """Whether the table at ``key`` already holds the commit with this app-transaction id."""
-    table = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
-    version = table.transaction_version(transaction)
+def _holds(delta: DeltaTable, transaction: str) -> bool:
+    version = delta.transaction_version(transaction)
     return version is not None and version >= COMMIT_VERSION
 
 
@@ -148,19 +147,29 @@ def commit_staged(
     transaction: str,
     metadata: dict[str, Any] | None = None,
 ) -> bool:
-    """Commit staged files to the table at ``key`` in one Delta commit, exactly once.
+    """Commit the staged files the table does not hold yet, in one Delta commit, exactly once.
 
-    ``transaction`` is the committing node's app-transaction id: if the table
-    already holds it, nothing is committed and False is returned (delta-rs does
-    not reject a repeated id itself, so it is checked here first).
+    The first commit carries the app-transaction id ``transaction`` (even when
+    it adds no file, so every table records that its run finished). A retried
+    commit finds the id and commits nothing (delta-rs does not reject a
+    repeated id itself, so it is checked here first). Files already in the
+    table are never added again: a resumed run that staged more files commits
+    just those, under ``<transaction>:<digest of their paths>``. Returns
+    whether a commit was made.
     """
-    delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
-    version = delta.transaction_version(transaction)
-    if version is not None and version >= COMMIT_VERSION:
-        return False
     paths = [f.path for f in files]
     if len(set(paths)) != len(paths):
         raise TableError(f"table {table.name!r}: staged files repeat a path: {sorted(paths)}")
+    delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
+    if _holds(delta, transaction):
+        existing = set(delta.get_add_actions().column("path").to_pylist())
+        files = [f for f in files if f.path not in existing]
+        if not files:
+            return False
+        digest = hashlib.sha256("\n".join(sorted(f.path for f in files)).encode()).hexdigest()[:16]
+        transaction = f"{transaction}:{digest}"
+        if _holds(delta, transaction):
+            return False
     delta.create_write_transaction(
         [f.add_action() for f in files],
         mode="append",
@@ -191,7 +200,7 @@ def frame_from_rows(rows: Sequence[dict[str, Any]], table: TableSchema) -> pl.Da
     """Build a frame with the table's exact dtypes from row dicts."""
     if not rows:
         return table.empty_frame()
-    return pl.DataFrame(rows, schema=table.polars_schema(), strict=False)
+    return pl.DataFrame(rows, schema=table.polars_schema(), strict=True)
 
 
 def read_table(store: Store, key: str, table: TableSchema, *, validate: bool = True,

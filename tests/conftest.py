@@ -12,6 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Shared, noisy machines: no per-example deadline (speed is measured in benchmarks/).
+settings.register_profile("scythe", deadline=None)
+settings.load_profile("scythe")
 
 from scythe.storage import LocalStore, S3Store, Store
 

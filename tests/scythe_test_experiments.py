@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +32,8 @@ class Probe(ExperimentInputSpec):
     """A spec whose fields cover the type map and steer the function's behaviour."""
 
     x: float = Field(..., ge=0, description="An input value")
-    mode: Literal["ok", "raise", "crash_once", "crash_always", "bad_output", "wrong_type", "slow"] = "ok"
+    mode: Literal["ok", "raise", "crash_once", "crash_always", "bad_output", "wrong_type", "slow",
+                  "bad_frame", "bad_scalar"] = "ok"
     floors: int | None = None
     when: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     data_file: OptionalFileReference = None
@@ -79,7 +81,21 @@ def probe(spec: Probe, tempdir: Path) -> ProbeOut:
     report.write_text(f"spec {spec.sort_index}: x={spec.x}\n")
     n = int(spec.x) % 3 + 1
     rows = pl.DataFrame({"step": list(range(n)), "value": [spec.x * i for i in range(n)]})
-    y = -1.0 if spec.mode == "bad_output" else spec.x * 2
-    out_cls = ProbeOut.model_construct if spec.mode == "bad_output" else ProbeOut
+    y: object = -1.0 if spec.mode == "bad_output" else spec.x * 2
+    if spec.mode == "bad_frame":
+        rows = rows.with_columns(pl.lit("not a number").alias("value"))
+    if spec.mode == "bad_scalar":
+        y = "not a number"
+    # model_construct skips validation: these modes stand for outputs that slipped past it
+    unchecked = spec.mode in ("bad_output", "bad_frame", "bad_scalar")
+    out_cls = ProbeOut.model_construct if unchecked else ProbeOut
     return out_cls(y=y, floors_out=spec.floors, label=f"s{spec.sort_index}", file_digest=digest,
                    report=report, rows=rows)
+
+
+@ExperimentRegistry.Register(name="slow_probe", execution_timeout=timedelta(seconds=2))
+def slow_probe(spec: Probe) -> ProbeOut:
+    """Overruns its 2 s execution timeout for mode 'slow'."""
+    if spec.mode == "slow":
+        time.sleep(60)
+    return probe.fn(spec, Path(tempfile.mkdtemp()))

@@ -269,3 +269,50 @@ def test_cancel_then_resume_finishes_without_duplicates(experiment):
     assert run.resume(engine=engine).result().status == "complete"
     done, failed = outcome_indices(run.results())
     assert done == list(range(12)) and failed == []
+
+
+def test_unimportable_experiment_is_refused_before_anything_is_written(tmp_path):
+    from scythe import ExperimentOutputSpec, ExperimentRegistry
+    from scythe.errors import RegistryError
+
+    class Out(ExperimentOutputSpec):
+        y: float
+
+    @ExperimentRegistry.Register(name="local_only")
+    def local_only(spec: Probe) -> Out:
+        return Out(y=spec.x)
+
+    try:
+        experiment = BaseExperiment(runnable=local_only, storage=tmp_path / "store")
+        with pytest.raises(RegistryError, match="defined inside a function.*slots=0"):
+            experiment.allocate([Probe(x=1.0)], engine=LocalEngine(slots=2))
+        assert not (tmp_path / "store").exists()
+        run, _ = experiment.allocate([Probe(x=1.0)], engine=LocalEngine(slots=0))
+        assert run.results().scalars["y"].to_list() == [1.0]
+    finally:
+        ExperimentRegistry.unregister("local_only")
+
+
+def test_outputs_of_the_wrong_type_fail_only_their_spec(experiment):
+    run, ref = experiment.allocate(specs_with({1: "bad_frame", 2: "bad_scalar"}, n=5),
+                                   engine=LocalEngine(slots=0))
+    assert ref.result().status == "partial"
+    results = run.results()
+    assert results.scalars["sort_index"].to_list() == [0, 3, 4]
+    failures = {r["sort_index"]: r for r in results.failures.iter_rows(named=True)}
+    assert failures[1]["error_type"] == "InvalidOperationError"
+    assert "column 'value'" in failures[1]["message"]
+    assert failures[2]["error_type"] == "OutputValidationError"
+    assert "does not fit table 'scalars'" in failures[2]["message"]
+
+
+def test_timeout_kills_an_overrunning_spec_and_records_it(experiment):
+    from scythe_test_experiments import slow_probe
+
+    slow = BaseExperiment(runnable=slow_probe, storage=experiment.store)
+    specs = [Probe(x=float(i), mode="slow" if i == 1 else "ok") for i in range(3)]
+    run, ref = slow.allocate(specs, engine=LocalEngine(slots=1, progress=False))
+    assert ref.result().status == "partial"
+    failure = run.results().failures.row(0, named=True)
+    assert failure["sort_index"] == 1 and failure["error_type"] == "WorkerDied"
+    assert "execution timeout" in failure["message"]

@@ -68,7 +68,8 @@ def test_terminal_node_holds_its_congruence_class(shape):
     rmap = RecursionMap(factor=factor, max_depth=max_depth)
     for node in iter_terminal_nodes(n, rmap):
         residue, modulus = congruence_class(node.path, factor)
-        assert list(node.positions) == [i for i in range(n) if i % modulus == residue]
+        assert list(node.positions) == list(range(residue, n, modulus))
+        assert all(i % modulus == residue for i in node.positions)
 
 
 @given(shapes)

@@ -46,6 +46,10 @@ class Engine(Protocol):
         """Whether ``allocate`` blocks until the run ends when ``wait`` is not given."""
         ...
 
+    def check(self, experiment: ExperimentRunnable) -> None:
+        """Raise if this engine cannot run ``experiment`` (called before anything is written)."""
+        ...
+
 
 def get_engine(engine: str | Engine | None = None) -> Engine:
     """The engine called ``engine`` (default: ``SCYTHE_ENGINE``, else ``local``)."""

@@ -131,12 +131,11 @@ def _connect() -> Hatchet:
     if scythe_settings().HATCHET_EMBEDDED:
         from_embedded = getattr(Hatchet, "from_embedded", None)
         if from_embedded is None:
-            import hatchet_sdk
+            from importlib.metadata import version
 
             raise HatchetConfigError(
-                f"SCYTHE_HATCHET_EMBEDDED=1 but hatchet-sdk {getattr(hatchet_sdk, '__version__', '?')} "
-                "has no Hatchet.from_embedded(); upgrade hatchet-sdk or unset it and set "
-                "HATCHET_CLIENT_TOKEN"
+                f"SCYTHE_HATCHET_EMBEDDED=1 but hatchet-sdk {version('hatchet-sdk')} has no "
+                "Hatchet.from_embedded(); upgrade hatchet-sdk, or unset it and set HATCHET_CLIENT_TOKEN"
             )
         return from_embedded()
     try:
@@ -620,6 +619,19 @@ class HatchetEngine:
 
     def waits_by_default(self) -> bool:
         return False
+
+    def check(self, experiment: ExperimentRunnable) -> None:
+        """Fail before anything is written: no Hatchet connection, bad task options, or
+        an experiment no worker could import."""
+        if "<locals>" in experiment.__qualname__:
+            raise RegistryError(
+                f"experiment {experiment.name!r} is defined inside a function "
+                f"({experiment.__module__}.{experiment.__qualname__}); Hatchet workers cannot "
+                "import it: define it at the top level of a module and serve it with "
+                "`scythe worker --experiments module:attr`"
+            )
+        scatter_gather_task()
+        hatchet_task_for(experiment)
 
     def submit(self, root: ScatterGatherInput, experiment: ExperimentRunnable) -> HatchetRunRef:
         task_ref = scatter_gather_task().run(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from scythe.errors import EngineError
+from scythe.errors import EngineError, RegistryError
 from scythe.nodes import (
     RunSummary,
     ScatterGatherInput,
@@ -39,7 +40,7 @@ from scythe.nodes import (
     run_terminal_node,
     stored_result,
 )
-from scythe.registry import ExperimentRunnable
+from scythe.registry import ExperimentRunnable, _load_runnable
 from scythe.scatter_gather import iter_terminal_nodes, plan_children
 from scythe.storage import Store, known_stores, remember_store
 
@@ -67,6 +68,8 @@ def _mirror_environment(environment: dict[str, str]) -> None:
 
 def _worker_main(conn: Connection) -> None:
     """Loop of one worker process: run terminal nodes sent by the driver."""
+    # Ctrl-C reaches the whole process group; the driver decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     counts = {"done": 0, "failed": 0}
 
     def progress(event: str, sort_index: int) -> None:
@@ -177,10 +180,21 @@ class LocalRunRef:
         self.progress: Progress | None = None
 
     def result(self, timeout: float | None = None) -> RunSummary:
-        """Wait for the run; Ctrl-C cancels it cleanly (resume it with ``run.resume()``)."""
+        """Wait for the run; Ctrl-C cancels it cleanly (resume it with ``run.resume()``).
+
+        ``timeout`` defaults to ``SCYTHE_TIMEOUT_WAIT`` (unset: wait for as long as it takes).
+        """
+        if timeout is None:
+            from scythe.settings import timeout_settings
+
+            wait_setting = timeout_settings().WAIT
+            timeout = wait_setting.total_seconds() if wait_setting is not None else None
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            if not self._finished.wait(timeout):
-                raise TimeoutError(f"run {self.run_id} still running after {timeout} s")
+            # Short waits: a signal that lands on another thread must not leave us blocked.
+            while not self._finished.wait(POLL_SECONDS):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"run {self.run_id} still running after {timeout} s")
         except KeyboardInterrupt:
             self.cancel()
             self._finished.wait()
@@ -221,6 +235,30 @@ class LocalEngine:
     def waits_by_default(self) -> bool:
         return True
 
+    def check(self, experiment: ExperimentRunnable) -> None:
+        """Fail before anything is written if worker processes could not import ``experiment``."""
+        if self.slots == 0:
+            return
+        module_name, qualname = experiment.__module__, experiment.__qualname__
+        hint = ("define it at the top level of a module or script, or run in this process "
+                "with LocalEngine(slots=0)")
+        if "<locals>" in qualname:
+            raise RegistryError(f"experiment {experiment.name!r} is defined inside a function "
+                                f"({module_name}.{qualname}); worker processes cannot import it: {hint}")
+        module = sys.modules.get(module_name)
+        if module_name == "__main__" and not getattr(module, "__file__", None):
+            raise RegistryError(f"experiment {experiment.name!r} is defined in an interactive session "
+                                f"or exec'd code; worker processes cannot import it: {hint}")
+        try:
+            found = _load_runnable(module_name, qualname) if module_name != "__main__" else \
+                getattr(module, qualname, None)
+        except Exception as exc:  # noqa: BLE001 - reported with the hint below
+            raise RegistryError(f"experiment {experiment.name!r} cannot be imported from "
+                                f"{module_name}:{qualname} ({exc}): {hint}") from exc
+        if found is not experiment:
+            raise RegistryError(f"{module_name}:{qualname} is not experiment {experiment.name!r} "
+                                f"(the name was rebound?): {hint}")
+
     def submit(self, root: ScatterGatherInput, experiment: ExperimentRunnable) -> LocalRunRef:
         ref = LocalRunRef(root.run_id)
         show = self.show_progress if self.show_progress is not None else sys.stderr.isatty()
@@ -235,9 +273,10 @@ class LocalEngine:
     def _drive(self, root: ScatterGatherInput, experiment: ExperimentRunnable, ref: LocalRunRef) -> None:
         progress = ref.progress or Progress(root.n_specs, show=False, label=experiment.name)
         try:
+            self._set_status(root, "running", None)
             terminal = self._run_terminal_nodes(root, experiment, ref, progress)
             if ref._cancel.is_set():
-                self._mark_cancelled(root)
+                self._set_status(root, "cancelled", "cancelled; finished nodes are kept, resume to finish")
                 raise EngineError(f"run {root.run_id} was cancelled; resume it with run.resume()")
             root_result = self._gather(root, terminal)
             ref._summary = finalize_run(root, root_result)
@@ -301,14 +340,13 @@ class LocalEngine:
         """Stop this engine's worker processes (they also stop when the program exits)."""
         self._pool.close()
 
-    def _mark_cancelled(self, root: ScatterGatherInput) -> None:
+    def _set_status(self, root: ScatterGatherInput, status: str, message: str | None) -> None:
         from scythe.layout import RunManifest
 
         run = handle_for(root)
         manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
-        run.store.put_bytes(run.layout.manifest, manifest.model_copy(update={
-            "status": "cancelled", "message": "cancelled; finished nodes are kept, resume to finish"
-        }).to_yaml())
+        run.store.put_bytes(run.layout.manifest, manifest.model_copy(
+            update={"status": status, "message": message}).to_yaml())
 
 
 def _in_process_progress(progress: Progress) -> Callable[[str, int], None]:
