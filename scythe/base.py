@@ -194,7 +194,8 @@ def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
             problems.append((i, "<spec>", type(item).__name__, f"is a {type(item).__name__}, "
                              f"not a {spec_type.__name__}"))
             continue
-        data = item.model_dump() if isinstance(item, BaseModel) else item
+        # A shallow copy of the fields: the caller's object is never touched.
+        data = dict(item.__dict__) if isinstance(item, BaseModel) else item
         try:
             valid.append(spec_type.model_validate(data))
         except ValidationError as exc:

@@ -72,24 +72,30 @@ class UnfinishedRunWarning(UserWarning):
     """Results were read from a run that is not complete or partial."""
 
 
-def default_recursion_map(n_specs: int, parallelism: int, *, factor: int = 10) -> RecursionMap:
+def default_recursion_map(n_specs: int, parallelism: int, *, max_factor: int = 100) -> RecursionMap:
     """A tree with enough terminal nodes to keep ``parallelism`` workers busy.
 
     Terminal nodes hold about ``n / (4 · parallelism)`` specs (at most 1,000),
-    so a slow node does not leave the other workers idle at the end.
+    so a slow node does not leave the other workers idle at the end, while
+    each node's fixed costs (validation, one file per table) stay amortised.
+    The tree is as shallow as a branching factor of at most ``max_factor`` allows.
 
     >>> default_recursion_map(1000, 2)
-    RecursionMap(factor=10, max_depth=1, path=())
+    RecursionMap(factor=8, max_depth=1, path=())
+    >>> default_recursion_map(1_000_000, 2)
+    RecursionMap(factor=32, max_depth=2, path=())
     >>> default_recursion_map(8, 8)
-    RecursionMap(factor=7, max_depth=2, path=())
+    RecursionMap(factor=7, max_depth=1, path=())
     """
     target = max(1, min(MAX_TERMINAL_SPECS, math.ceil(n_specs / (4 * max(parallelism, 1)))))
-    if parallelism > 1 and 3 <= n_specs <= factor:
-        # A root with n <= factor specs is terminal: branch narrower so the workers share it.
-        factor = n_specs - 1
-    depth = 0
-    while n_specs / factor**depth > target and depth < MAX_DEPTH_LIMIT:
+    nodes = math.ceil(n_specs / target)
+    if nodes <= 1:
+        return RecursionMap(factor=max_factor, max_depth=0)
+    depth = 1
+    while math.ceil(nodes ** (1 / depth)) > max_factor and depth < MAX_DEPTH_LIMIT:
         depth += 1
+    # A node with n <= factor specs is terminal: stay below the node's size.
+    factor = max(2, min(math.ceil(nodes ** (1 / depth)), n_specs - 1))
     return RecursionMap(factor=factor, max_depth=depth)
 
 
@@ -244,13 +250,10 @@ class BaseExperiment:
                                           run_engine.name)
         layout = RunLayout(manifest.run_id)
         uploaded = self._upload_artifacts(store, layout, artifacts)
-        parsed = [
-            spec.model_copy(update={
-                "experiment_id": manifest.run_id,
-                **{name: uploaded[key] for name, key in artifacts.by_spec[i].items()},
-            })
-            for i, spec in enumerate(parsed)
-        ]
+        for i, spec in enumerate(parsed):  # our own copies (parse_specs)
+            spec.experiment_id = manifest.run_id
+            for name, key in artifacts.by_spec[i].items():
+                setattr(spec, name, uploaded[key])
         parsed.sort(key=lambda s: s.sort_index)
         self._write_specs(store, layout, schema, parsed, rmap)
         store.put_bytes(layout.io_spec, yaml.safe_dump(

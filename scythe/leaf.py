@@ -74,13 +74,16 @@ def cell(value: Any) -> Any:
     return value
 
 
+_PLAIN = (int, float, str, bool, type(None))
+
+
 def index_values(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[str, Any]:
     """The index-column values of one spec, computed features included."""
-    features = spec.computed_features
+    values = {**spec.__dict__, **spec.computed_features}
     row = {}
-    for col in schema.index:
-        value = features[col.name] if col.name in features else getattr(spec, col.name)
-        row[col.name] = cell(value)
+    for name in schema.index_names:
+        value = values[name]
+        row[name] = value if type(value) in _PLAIN else cell(value)
     return row
 
 
@@ -211,11 +214,10 @@ def run_leaf(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: Exp
     ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
     ``tries=1`` and the attempt number they are on as ``first_attempt``.
     ``before_attempt(attempt)`` is called before each try (engines time each try).
+    The spec's engine run ids are set from ``ctx``: engines pass specs they own.
     """
-    spec = spec.model_copy(update={
-        "workflow_run_id": ctx.workflow_run_id,
-        "root_workflow_run_id": ctx.root_workflow_run_id,
-    })
+    spec.workflow_run_id = ctx.workflow_run_id
+    spec.root_workflow_run_id = ctx.root_workflow_run_id
     tries = experiment.options.retries + 1 if tries is None else tries
     last: BaseException | None = None
     for attempt in range(first_attempt, first_attempt + tries):
@@ -242,10 +244,8 @@ def _safe_index(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[str
 def crashed_leaf(spec: ExperimentInputSpec, schema: ExperimentSchema, ctx: LeafContext,
                  *, message: str, attempts: int, error_type: str = "WorkerDied") -> LeafResult:
     """The failure row of a spec whose worker process died under it too often."""
-    spec = spec.model_copy(update={
-        "workflow_run_id": ctx.workflow_run_id,
-        "root_workflow_run_id": ctx.root_workflow_run_id,
-    })
+    spec.workflow_run_id = ctx.workflow_run_id
+    spec.root_workflow_run_id = ctx.root_workflow_run_id
     return LeafResult(
         spec.sort_index,
         _safe_index(spec, schema),

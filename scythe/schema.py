@@ -29,6 +29,7 @@ Type map (annotation -> polars dtype):
 from __future__ import annotations
 
 import enum
+import functools
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -224,13 +225,26 @@ class TableSchema:
         raise KeyError(f"table {self.name!r} has no column {name!r}; columns: {self.names}")
 
     def polars_schema(self) -> pl.Schema:
-        return pl.Schema({c.name: c.dtype for c in self.columns})
+        return self._polars_schema
 
     def arrow_schema(self) -> pyarrow.Schema:
-        return pyarrow.schema([c.arrow_field() for c in self.columns])
+        return self._arrow_schema
 
     def pandera_schema(self) -> pa.DataFrameSchema:
         """A pandera schema that checks dtypes, nulls, constraints and unique sort keys."""
+        return self._pandera_schema
+
+    # Built once per table: nodes validate many batches against the same schema.
+    @functools.cached_property
+    def _polars_schema(self) -> pl.Schema:
+        return pl.Schema({c.name: c.dtype for c in self.columns})
+
+    @functools.cached_property
+    def _arrow_schema(self) -> pyarrow.Schema:
+        return pyarrow.schema([c.arrow_field() for c in self.columns])
+
+    @functools.cached_property
+    def _pandera_schema(self) -> pa.DataFrameSchema:
         return pa.DataFrameSchema(
             {c.name: c.pandera_column() for c in self.columns},
             strict=True,

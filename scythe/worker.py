@@ -9,7 +9,7 @@ A worker has one or both roles:
   spec per *default* slot.
 
 ``ScytheWorkerConfig`` reads ``SCYTHE_WORKER_*`` when asked for; ``plan_worker``
-turns it and the experiments into a :class:`WorkerPlan` (pure, testable), and
+turns it and the experiments into a :class:`WorkerPlan` (tasks built, nothing contacted), and
 ``build_worker`` makes the ``hatchet_sdk`` worker from the plan without starting it.
 
 >>> config = ScytheWorkerConfig(NAME="fan-1", DOES_LEAF=False, DURABLE_SLOTS=50)

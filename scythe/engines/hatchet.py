@@ -28,6 +28,7 @@ import io
 import json
 import os
 import threading
+import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,7 @@ SCATTER_GATHER_TASK = "scythe_scatter_gather"
 FAN_RETRIES = 2
 LEAF_READ_THREADS = 16
 ROOT_RUN_KEY = "root_workflow_run_id"
+WAIT_STEP_SECONDS = 0.5
 
 # Options Scythe sets on the leaf task itself; the rest of Register(**task_options) passes through.
 _OWN_TASK_OPTIONS = frozenset(
@@ -563,7 +565,14 @@ class HatchetRunRef:
             self._finished.set()
 
     def result(self, timeout: float | None = None) -> RunSummary:
-        """Wait for the root node (``timeout`` seconds at most) and return the run's summary."""
+        """Wait for the root node and return the run's summary.
+
+        ``timeout`` (seconds) defaults to ``SCYTHE_TIMEOUT_WAIT`` (unset: as long as it
+        takes). Ctrl-C stops waiting, not the run: it goes on on Hatchet.
+        """
+        if timeout is None:
+            wait_setting = timeout_settings().WAIT
+            timeout = wait_setting.total_seconds() if wait_setting is not None else None
         with _lock:
             if self._waiter is None:
                 self._waiter = threading.Thread(
@@ -572,11 +581,14 @@ class HatchetRunRef:
                     name=f"scythe-hatchet-{self.workflow_run_id}",
                 )
                 self._waiter.start()
-        if not self._finished.wait(timeout):
-            raise TimeoutError(
-                f"run {self.run_id} (Hatchet workflow run {self.workflow_run_id}) "
-                f"still running after {timeout} s"
-            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # short waits keep Ctrl-C responsive in the main thread
+        while not self._finished.wait(WAIT_STEP_SECONDS):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"run {self.run_id} (Hatchet workflow run {self.workflow_run_id}) "
+                    f"still running after {timeout:g} s"
+                )
         if self._error is not None:
             raise EngineError(
                 f"run {self.run_id} failed on Hatchet (workflow run {self.workflow_run_id}): "

@@ -66,19 +66,28 @@ def _mirror_environment(environment: dict[str, str]) -> None:
 
 
 
-def _worker_main(conn: Connection) -> None:
+# Slots of a worker's shared progress array. Written by the worker at every
+# leaf, read by the driver when it polls: no message per leaf.
+CURRENT_SPEC, STARTED_AT, DONE, FAILED = range(4)
+IDLE = -1.0
+
+
+def _worker_main(conn: Connection, shared: Any) -> None:
     """Loop of one worker process: run terminal nodes sent by the driver."""
     # Ctrl-C reaches the whole process group; the driver decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    counts = {"done": 0, "failed": 0}
 
     def progress(event: str, sort_index: int) -> None:
-        if event in ("start", "staging"):
+        if event == "start":
             # The driver needs to know which spec was running if this process dies.
-            conn.send((event, sort_index, counts["done"], counts["failed"]))
-            counts["done"] = counts["failed"] = 0
-        else:
-            counts[event] += 1
+            shared[STARTED_AT] = time.monotonic()
+            shared[CURRENT_SPEC] = sort_index
+        elif event == "staging":
+            shared[CURRENT_SPEC] = IDLE
+        elif event == "done":
+            shared[DONE] += 1
+        elif event == "failed":
+            shared[FAILED] += 1
 
     while True:
         try:
@@ -91,13 +100,14 @@ def _worker_main(conn: Connection) -> None:
         _mirror_environment(environment)
         for store in stores:
             remember_store(store)
-        counts["done"] = counts["failed"] = 0
         try:
             inp = ScatterGatherInput.model_validate_json(node_json)
             result = run_terminal_node(inp, crashed=crashed, progress=progress,
                                        workflow_run_id=f"local:{inp.node.name}")
-            conn.send(("result", result.model_dump_json(), counts["done"], counts["failed"]))
+            shared[CURRENT_SPEC] = IDLE
+            conn.send(("result", result.model_dump_json()))
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which retries the node
+            shared[CURRENT_SPEC] = IDLE
             conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
 
 
@@ -117,9 +127,14 @@ class _NodeState:
 class _Worker:
     process: Any
     conn: Connection
+    shared: Any  # CURRENT_SPEC, STARTED_AT, DONE, FAILED
     state: _NodeState | None = None
-    spec: int | None = None
-    spec_started: float = 0.0
+    seen: tuple[int, int] = (0, 0)  # DONE and FAILED already counted
+
+    @property
+    def spec(self) -> int | None:
+        current = self.shared[CURRENT_SPEC]
+        return None if current == IDLE else int(current)
 
 
 class Progress:
@@ -378,11 +393,12 @@ class _WorkerPool:
 
     def _start_worker(self) -> _Worker:
         parent, child = self.context.Pipe(duplex=True)
-        process = self.context.Process(target=_worker_main, args=(child,), daemon=True,
+        shared = self.context.Array("d", [IDLE, 0.0, 0.0, 0.0], lock=False)
+        process = self.context.Process(target=_worker_main, args=(child, shared), daemon=True,
                                        name="scythe-local-worker")
         process.start()
         child.close()
-        return _Worker(process=process, conn=parent)
+        return _Worker(process=process, conn=parent, shared=shared)
 
     def run(self, todo: list[ScatterGatherInput], experiment: ExperimentRunnable, progress: Progress,
             cancel: threading.Event) -> dict[str, ScatterGatherResult]:
@@ -414,7 +430,7 @@ class _WorkerPool:
         state.attempts += 1
         state.reported = (0, 0)
         worker.state = state
-        worker.spec = None
+        worker.seen = (int(worker.shared[DONE]), int(worker.shared[FAILED]))
         worker.conn.send((state.inp.model_dump_json(), crashed, known_stores(), _environment()))
 
     def _step(self, pending: deque[_NodeState], results: dict[str, ScatterGatherResult]) -> None:
@@ -423,11 +439,12 @@ class _WorkerPool:
         ready = set(wait(waitables, timeout=POLL_SECONDS))
         now = time.monotonic()
         for worker in busy:
+            self._poll_progress(worker)
             if worker.conn in ready:
                 self._receive(worker, pending, results)
             elif worker.process.sentinel in ready or not worker.process.is_alive():
                 self._replace(worker, pending)
-            elif worker.spec is not None and now - worker.spec_started > self.timeout:
+            elif worker.spec is not None and now - worker.shared[STARTED_AT] > self.timeout:
                 worker.process.kill()
                 worker.process.join()
                 self._replace(worker, pending, f"exceeded the execution timeout of {self.timeout:g} s")
@@ -440,22 +457,16 @@ class _WorkerPool:
                 kind = message[0]
                 state = worker.state
                 assert state is not None
-                if kind in ("start", "staging"):
-                    _, sort_index, done, failed = message
-                    self._count(state, done, failed)
-                    worker.spec = sort_index if kind == "start" else None
-                    worker.spec_started = time.monotonic()
-                elif kind == "result":
-                    _, payload, done, failed = message
-                    self._count(state, done, failed)
-                    result = ScatterGatherResult.model_validate_json(payload)
+                if kind == "result":
+                    self._poll_progress(worker)
+                    result = ScatterGatherResult.model_validate_json(message[1])
                     results[result.node] = result
-                    worker.state, worker.spec = None, None
+                    worker.state = None
                     return
-                elif kind == "error":
+                if kind == "error":
                     _, text, tb = message
                     self._uncount(state)
-                    worker.state, worker.spec = None, None
+                    worker.state = None
                     if state.attempts <= self.retries:
                         pending.append(state)
                         return
@@ -464,9 +475,16 @@ class _WorkerPool:
         except (EOFError, OSError):
             self._replace(worker, pending)
 
-    def _count(self, state: _NodeState, done: int, failed: int) -> None:
-        self.progress.add(done, failed)
-        state.reported = (state.reported[0] + done, state.reported[1] + failed)
+    def _poll_progress(self, worker: _Worker) -> None:
+        """Count the leaves a busy worker finished since the last poll."""
+        state = worker.state
+        if state is None:
+            return
+        done, failed = int(worker.shared[DONE]), int(worker.shared[FAILED])
+        new_done, new_failed = done - worker.seen[0], failed - worker.seen[1]
+        worker.seen = (done, failed)
+        self.progress.add(new_done, new_failed)
+        state.reported = (state.reported[0] + new_done, state.reported[1] + new_failed)
 
     def _uncount(self, state: _NodeState) -> None:
         """Take back the progress of an attempt that will run again."""
@@ -477,6 +495,7 @@ class _WorkerPool:
         """A worker died under a node: charge the running spec, restart the worker, requeue the node."""
         state = worker.state
         assert state is not None
+        crashed_spec = worker.spec
         self._uncount(state)
         worker.conn.close()
         worker.process.join(timeout=5)
@@ -484,15 +503,18 @@ class _WorkerPool:
             worker.process.kill()
             worker.process.join()
         reason = reason or f"worker process exited with code {worker.process.exitcode}"
-        if worker.spec is not None:
-            state.crashes[worker.spec] = state.crashes.get(worker.spec, 0) + 1
-            state.last_message[worker.spec] = (
-                f"{reason} while running spec {worker.spec} "
-                f"(attempt {state.crashes[worker.spec]} of {self.retries + 1})"
+        if crashed_spec is not None:
+            state.crashes[crashed_spec] = state.crashes.get(crashed_spec, 0) + 1
+            state.last_message[crashed_spec] = (
+                f"{reason} while running spec {crashed_spec} "
+                f"(attempt {state.crashes[crashed_spec]} of {self.retries + 1})"
             )
         elif state.attempts > self.retries + 1:
-            raise EngineError(f"node {state.inp.node.name}: {reason} outside any spec, "
-                              f"{state.attempts} time(s)")
+            raise EngineError(
+                f"node {state.inp.node.name}: {reason} outside any spec, {state.attempts} time(s). "
+                "Worker processes import the experiment's module: a script that allocates must "
+                "do so under `if __name__ == \"__main__\":`"
+            )
         index = self.workers.index(worker)
         self.workers[index] = self._start_worker()
         pending.appendleft(state)
