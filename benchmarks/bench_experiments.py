@@ -30,4 +30,3 @@ def cpu_bound(spec: Point) -> Value:
         for _ in range(200):
             acc = (acc * 1.000001 + 1.0) % 1000.0
     return Value(y=acc)
-

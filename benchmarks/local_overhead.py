@@ -25,9 +25,9 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_experiments import Point, cpu_bound, trivial  # noqa: E402
+from bench_experiments import Point, cpu_bound, trivial
 
-from scythe import BaseExperiment, LocalEngine  # noqa: E402
+from scythe import BaseExperiment, LocalEngine
 
 
 def _apply(fn, specs):  # runs in the baseline's workers
@@ -41,11 +41,15 @@ def baseline(fn, specs: list[Point], workers: int, out: Path) -> float:
     chunks = [specs[i : i + chunk] for i in range(0, len(specs), chunk)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         ys = [y for part in pool.map(_apply, [fn] * len(chunks), chunks) for y in part]
-    pl.DataFrame({"sort_index": range(len(specs)), "x": [s.x for s in specs], "y": ys}).write_parquet(out)
+    pl.DataFrame(
+        {"sort_index": range(len(specs)), "x": [s.x for s in specs], "y": ys}
+    ).write_parquet(out)
     return time.perf_counter() - started
 
 
-def scythe_run(experiment, specs: list[Point], engine: LocalEngine, storage: str) -> tuple[float, int]:
+def scythe_run(
+    experiment, specs: list[Point], engine: LocalEngine, storage: str
+) -> tuple[float, int]:
     started = time.perf_counter()
     run, ref = BaseExperiment(runnable=experiment, storage=storage).allocate(specs, engine=engine)
     summary = ref.result()
@@ -55,7 +59,9 @@ def scythe_run(experiment, specs: list[Point], engine: LocalEngine, storage: str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--cpu-n", type=int, default=2_000)
     args = parser.parse_args()
@@ -72,7 +78,9 @@ def main() -> None:
         ours, rows = scythe_run(trivial, specs, engine, f"{tmp}/trivial")
         print(f"\n[1] {args.n:,} trivial specs end to end")
         print(f"    baseline (ProcessPoolExecutor + one Parquet file): {base:8.2f} s")
-        print(f"    scythe local engine (allocate -> Delta -> results): {ours:8.2f} s  ({rows:,} rows)")
+        print(
+            f"    scythe local engine (allocate -> Delta -> results): {ours:8.2f} s  ({rows:,} rows)"
+        )
         print(f"    ratio: {ours / base:.2f}  (target <= 1.5)")
 
         cpu_specs = [Point(x=float(i), k=0) for i in range(args.cpu_n)]

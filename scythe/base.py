@@ -191,8 +191,14 @@ def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
     problems: list[tuple[int | None, str, object, str]] = []
     for i, item in enumerate(items):
         if isinstance(item, BaseModel) and not isinstance(item, spec_type):
-            problems.append((i, "<spec>", type(item).__name__, f"is a {type(item).__name__}, "
-                             f"not a {spec_type.__name__}"))
+            problems.append(
+                (
+                    i,
+                    "<spec>",
+                    type(item).__name__,
+                    f"is a {type(item).__name__}, not a {spec_type.__name__}",
+                )
+            )
             continue
         # A shallow copy of the fields: the caller's object is never touched.
         data = dict(item.__dict__) if isinstance(item, BaseModel) else item

@@ -26,8 +26,9 @@ def version() -> None:
 def demo(
     n: int = typer.Option(1000, "--n", min=1, help="Number of specs to run."),
     seed: int = typer.Option(0, help="Seed of the spec sampler."),
-    storage: str = typer.Option(None, help="Where to store the run (default: SCYTHE_STORAGE_URI "
-                                "or ./scythe-data)."),
+    storage: str = typer.Option(
+        None, help="Where to store the run (default: SCYTHE_STORAGE_URI or ./scythe-data)."
+    ),
 ) -> None:
     """Run the building-energy example on the embedded local engine and summarise its results."""
     import sys
@@ -37,7 +38,9 @@ def demo(
 
     checkout = Path(scythe.__file__).resolve().parent.parent
     if not (checkout / "examples" / "building_energy").is_dir():
-        typer.echo(f"the demo runs from a source checkout: no examples/ next to {checkout}", err=True)
+        typer.echo(
+            f"the demo runs from a source checkout: no examples/ next to {checkout}", err=True
+        )
         raise typer.Exit(2)
     if str(checkout) not in sys.path:
         sys.path.insert(0, str(checkout))  # worker processes inherit sys.path
@@ -48,12 +51,21 @@ def demo(
 
 @app.command()
 def worker(
-    experiments: Annotated[list[str] | None, typer.Option(
-        "--experiments", "-e", metavar="MODULE:ATTR",
-        help="Experiment to serve, as module:attr (or a module: every experiment in it). Repeatable.",
-    )] = None,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the worker's tasks, slots and "
-                                 "labels, then exit without connecting to Hatchet's dispatcher."),
+    experiments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--experiments",
+            "-e",
+            metavar="MODULE:ATTR",
+            help="Experiment to serve, as module:attr (or a module: every experiment in it). Repeatable.",
+        ),
+    ] = None,
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Print the worker's tasks, slots and "
+        "labels, then exit without connecting to Hatchet's dispatcher.",
+    ),
 ) -> None:
     """Start a Hatchet worker serving the scatter/gather task and/or the experiments' leaf tasks.
 
@@ -66,7 +78,9 @@ def worker(
 
     try:
         config = worker_config()
-        plan = plan_worker(config, load_experiments(experiments or []), ExperimentRegistry.workflows())
+        plan = plan_worker(
+            config, load_experiments(experiments or []), ExperimentRegistry.workflows()
+        )
     except ScytheError as exc:
         typer.echo(f"scythe worker: {exc}", err=True)
         raise typer.Exit(2) from exc

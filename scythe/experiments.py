@@ -100,7 +100,11 @@ def default_recursion_map(n_specs: int, parallelism: int, *, max_factor: int = 1
 
 
 def _as_store(storage: str | Path | Store | None) -> Store:
-    store = storage if isinstance(storage, Store) else open_store(None if storage is None else str(storage))
+    store = (
+        storage
+        if isinstance(storage, Store)
+        else open_store(None if storage is None else str(storage))
+    )
     return remember_store(store)
 
 
@@ -157,8 +161,13 @@ class BaseExperiment:
     store (default: ``SCYTHE_STORAGE_URI``, else ``./scythe-data``).
     """
 
-    def __init__(self, runnable: ExperimentRunnable, run_name: str | None = None, *,
-                 storage: str | Path | Store | None = None) -> None:
+    def __init__(
+        self,
+        runnable: ExperimentRunnable,
+        run_name: str | None = None,
+        *,
+        storage: str | Path | Store | None = None,
+    ) -> None:
         if not isinstance(runnable, ExperimentRunnable):
             from scythe.errors import RegistryError
 
@@ -168,7 +177,9 @@ class BaseExperiment:
         self.runnable = runnable
         self.name = run_name or runnable.name
         if "/" in self.name or not self.name.strip():
-            raise SpecValidationError(f"experiment name {self.name!r} must be non-empty and contain no '/'")
+            raise SpecValidationError(
+                f"experiment name {self.name!r} must be non-empty and contain no '/'"
+            )
         self._storage = storage
         self._store: Store | None = None
 
@@ -185,14 +196,18 @@ class BaseExperiment:
 
     def list_versions(self) -> list[SemVer]:
         """Versions with at least one run, oldest first."""
-        return sorted(SemVer.parse(v) for v in self.store.list_children(self.name) if SemVer.is_version(v))
+        return sorted(
+            SemVer.parse(v) for v in self.store.list_children(self.name) if SemVer.is_version(v)
+        )
 
     def latest_version(self) -> SemVer | None:
         versions = self.list_versions()
         return versions[-1] if versions else None
 
     def version(self, version: SemVer | str) -> VersionedExperiment:
-        return VersionedExperiment(self, version if isinstance(version, SemVer) else SemVer.parse(version))
+        return VersionedExperiment(
+            self, version if isinstance(version, SemVer) else SemVer.parse(version)
+        )
 
     def latest_run(self) -> ExperimentRun | None:
         latest = self.latest_version()
@@ -233,7 +248,9 @@ class BaseExperiment:
         else:
             _check_unique_sort_index(parsed)
         features = computed_feature_types(parsed)
-        schema = compile_experiment(runnable.input_spec, runnable.output_spec, computed_features=features)
+        schema = compile_experiment(
+            runnable.input_spec, runnable.output_spec, computed_features=features
+        )
         artifacts = _scan_artifacts(parsed, schema.input_file_fields)
         run_engine = get_engine(engine)
         check = getattr(run_engine, "check", None)
@@ -242,12 +259,15 @@ class BaseExperiment:
         parallelism = getattr(run_engine, "slots", 0) or 1
         rmap = recursion_map or default_recursion_map(len(parsed), parallelism)
         if rmap.path:
-            raise SpecValidationError(f"recursion_map.path must be empty at allocation, got {rmap.path}")
+            raise SpecValidationError(
+                f"recursion_map.path must be empty at allocation, got {rmap.path}"
+            )
 
         store = self.store
         semver = resolve_version(self.list_versions(), version)
-        manifest = self._claim_run_folder(store, semver, runnable, len(parsed), rmap, features,
-                                          run_engine.name)
+        manifest = self._claim_run_folder(
+            store, semver, runnable, len(parsed), rmap, features, run_engine.name
+        )
         layout = RunLayout(manifest.run_id)
         uploaded = self._upload_artifacts(store, layout, artifacts)
         for i, spec in enumerate(parsed):  # our own copies (parse_specs)
@@ -256,14 +276,20 @@ class BaseExperiment:
                 setattr(spec, name, uploaded[key])
         parsed.sort(key=lambda s: s.sort_index)
         self._write_specs(store, layout, schema, parsed, rmap)
-        store.put_bytes(layout.io_spec, yaml.safe_dump(
-            experiment_io_spec(runnable.input_spec, runnable.output_spec), sort_keys=False).encode())
+        store.put_bytes(
+            layout.io_spec,
+            yaml.safe_dump(
+                experiment_io_spec(runnable.input_spec, runnable.output_spec), sort_keys=False
+            ).encode(),
+        )
         listing: dict[str, dict[str, str]] = {}
         for key, path in artifacts.uploads.items():
             listing.setdefault(key[0], {})[str(path)] = uploaded[key]
         store.put_bytes(layout.input_artifacts, yaml.safe_dump(listing, sort_keys=False).encode())
-        stored = {name: table_to_dict(table) for name, table in
-                  {"specs": schema.specs, **schema.result_tables}.items()}
+        stored = {
+            name: table_to_dict(table)
+            for name, table in {"specs": schema.specs, **schema.result_tables}.items()
+        }
         store.put_bytes(layout.table_schemas, yaml.safe_dump(stored, sort_keys=False).encode())
         for name, table in schema.result_tables.items():
             tables.create_table(store, layout.table(name), table)
@@ -271,27 +297,43 @@ class BaseExperiment:
         run = ExperimentRun(manifest.run_id, store=store, experiment=runnable)
         root = ScatterGatherInput(
             storage_uri=store.uri(),
-            run_id=manifest.run_id, experiment=runnable.name, experiment_ref=runnable.reference,
-            n_specs=len(parsed), recursion_map=rmap,
+            run_id=manifest.run_id,
+            experiment=runnable.name,
+            experiment_ref=runnable.reference,
+            n_specs=len(parsed),
+            recursion_map=rmap,
         )
         ref = run_engine.submit(root, runnable)
         if wait if wait is not None else run_engine.waits_by_default():
             ref.result()
         return run, ref
 
-    def _claim_run_folder(self, store: Store, semver: SemVer, runnable: ExperimentRunnable,
-                          n_specs: int, rmap: RecursionMap, features: dict[str, type],
-                          engine: str) -> RunManifest:
+    def _claim_run_folder(
+        self,
+        store: Store,
+        semver: SemVer,
+        runnable: ExperimentRunnable,
+        n_specs: int,
+        rmap: RecursionMap,
+        features: dict[str, type],
+        engine: str,
+    ) -> RunManifest:
         """Write ``manifest.yml`` into a fresh time folder; put-if-absent makes the folder ours."""
         for _ in range(100):
             now = datetime.now(UTC)
             run_id = f"{self.name}/{semver}/{run_time_folder(now)}"
             manifest = RunManifest(
-                run_id=run_id, experiment=self.name, version=str(semver), created_at=now,
-                storage_uri=store.uri(), engine=engine, function=runnable.reference,
+                run_id=run_id,
+                experiment=self.name,
+                version=str(semver),
+                created_at=now,
+                storage_uri=store.uri(),
+                engine=engine,
+                function=runnable.reference,
                 input_spec=f"{runnable.input_spec.__module__}:{runnable.input_spec.__qualname__}",
                 output_spec=f"{runnable.output_spec.__module__}:{runnable.output_spec.__qualname__}",
-                spec_count=n_specs, recursion_map=rmap,
+                spec_count=n_specs,
+                recursion_map=rmap,
                 computed_features={k: v.__name__ for k, v in features.items()},
             )
             if store.put_if_absent(RunLayout(run_id).manifest, manifest.to_yaml()):
@@ -300,7 +342,9 @@ class BaseExperiment:
         raise RunNotFoundError(f"could not claim a run folder for {self.name}/{semver}")
 
     @staticmethod
-    def _upload_artifacts(store: Store, layout: RunLayout, artifacts: _Artifacts) -> dict[tuple[str, str, str], str]:
+    def _upload_artifacts(
+        store: Store, layout: RunLayout, artifacts: _Artifacts
+    ) -> dict[tuple[str, str, str], str]:
         uris = {}
         for key, path in artifacts.uploads.items():
             field_name, digest, name = key
@@ -310,16 +354,30 @@ class BaseExperiment:
         return uris
 
     @staticmethod
-    def _write_specs(store: Store, layout: RunLayout, schema: ExperimentSchema,
-                     specs: list[ExperimentInputSpec], rmap: RecursionMap) -> None:
+    def _write_specs(
+        store: Store,
+        layout: RunLayout,
+        schema: ExperimentSchema,
+        specs: list[ExperimentInputSpec],
+        rmap: RecursionMap,
+    ) -> None:
         rows = [{**index_values(s, schema), SPEC_JSON: s.model_dump_json()} for s in specs]
         frame = tables.conform(tables.frame_from_rows(rows, schema.specs), schema.specs)
-        write_deltalake(store.table_uri(layout.specs), frame.to_arrow().cast(schema.specs.arrow_schema()),
-                        mode="error", storage_options=store.storage_options(), name="specs")
+        write_deltalake(
+            store.table_uri(layout.specs),
+            frame.to_arrow().cast(schema.specs.arrow_schema()),
+            mode="error",
+            storage_options=store.storage_options(),
+            name="specs",
+        )
         by_position = frame.select("sort_index", SPEC_JSON)
         for node in iter_terminal_nodes(len(specs), rmap):
             positions = node.positions
-            batch = by_position.slice(0, 0) if not len(positions) else by_position.gather(list(positions))
+            batch = (
+                by_position.slice(0, 0)
+                if not len(positions)
+                else by_position.gather(list(positions))
+            )
             write_batch(store, layout, node.name, batch)
 
 
@@ -328,7 +386,9 @@ def _check_unique_sort_index(specs: Sequence[ExperimentInputSpec]) -> None:
     problems: list[tuple[int | None, str, object, str]] = []
     for i, spec in enumerate(specs):
         if spec.sort_index in seen:
-            problems.append((i, "sort_index", spec.sort_index, f"repeats spec {seen[spec.sort_index]}'s"))
+            problems.append(
+                (i, "sort_index", spec.sort_index, f"repeats spec {seen[spec.sort_index]}'s")
+            )
         seen.setdefault(spec.sort_index, i)
     if problems:
         lines = [f"  spec {i} field 'sort_index' = {v!r}: {m}" for i, _, v, m in problems[:20]]
@@ -354,7 +414,9 @@ class VersionedExperiment:
         """Runs of this version, oldest first."""
         store = self.experiment.store
         return [
-            ExperimentRun(f"{self.prefix}/{folder}", store=store, experiment=self.experiment.runnable)
+            ExperimentRun(
+                f"{self.prefix}/{folder}", store=store, experiment=self.experiment.runnable
+            )
             for folder in sorted(store.list_children(self.prefix))
             if store.exists(RunLayout(f"{self.prefix}/{folder}").manifest)
         ]
@@ -383,7 +445,9 @@ class ExperimentRun:
     ``experiment_id`` (also ``run_id``) is ``<experiment>/<vM.m.p>/<time>``.
     """
 
-    def __init__(self, run_id: str, *, store: Store, experiment: ExperimentRunnable | None = None) -> None:
+    def __init__(
+        self, run_id: str, *, store: Store, experiment: ExperimentRunnable | None = None
+    ) -> None:
         self.run_id = run_id
         self.store = store
         self.layout = RunLayout(run_id)
@@ -443,8 +507,11 @@ class ExperimentRun:
         """
         status = self.manifest.status
         if status not in ("complete", "partial"):
-            warnings.warn(f"run {self.run_id} is {status}: its results are not all committed yet",
-                          UnfinishedRunWarning, stacklevel=2)
+            warnings.warn(
+                f"run {self.run_id} is {status}: its results are not all committed yet",
+                UnfinishedRunWarning,
+                stacklevel=2,
+            )
         return Results(self, validate=validate)
 
     def resume(self, *, engine: str | Engine | None = None, wait: bool | None = None) -> RunRef:
@@ -452,8 +519,11 @@ class ExperimentRun:
         manifest = self.manifest
         run_engine = get_engine(engine)
         root = ScatterGatherInput(
-            storage_uri=self.store.uri(), run_id=self.run_id, experiment=manifest.experiment,
-            experiment_ref=manifest.function, n_specs=manifest.spec_count,
+            storage_uri=self.store.uri(),
+            run_id=self.run_id,
+            experiment=manifest.experiment,
+            experiment_ref=manifest.function,
+            n_specs=manifest.spec_count,
             recursion_map=manifest.recursion_map,
         )
         ref = run_engine.submit(root, self.experiment)
@@ -478,8 +548,9 @@ class Results:
         try:
             return self.schemas[name]
         except KeyError:
-            raise KeyError(f"run {self.run.run_id} has no table {name!r}; "
-                           f"tables: {sorted(self.schemas)}") from None
+            raise KeyError(
+                f"run {self.run.run_id} has no table {name!r}; tables: {sorted(self.schemas)}"
+            ) from None
 
     @property
     def frame_outputs(self) -> list[str]:
@@ -491,7 +562,9 @@ class Results:
         if name not in self._frames:
             table = self.schema(name)
             key = self.run.layout.specs if name == SPECS else self.run.layout.table(name)
-            self._frames[name] = tables.read_table(self.run.store, key, table, validate=self.validate)
+            self._frames[name] = tables.read_table(
+                self.run.store, key, table, validate=self.validate
+            )
         return self._frames[name]
 
     __getitem__ = table
@@ -541,4 +614,3 @@ class _LazyFrames:
 
     def __len__(self) -> int:
         return len(self.keys())
-

@@ -87,14 +87,20 @@ def index_values(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[st
     return row
 
 
-def failure_row(exc: BaseException | None, *, error_type: str | None = None, message: str | None = None,
-                attempts: int, tb: str | None = None) -> dict[str, Any]:
+def failure_row(
+    exc: BaseException | None,
+    *,
+    error_type: str | None = None,
+    message: str | None = None,
+    attempts: int,
+    tb: str | None = None,
+) -> dict[str, Any]:
     return {
         "error_type": error_type or type(exc).__name__,
         "message": message if message is not None else str(exc),
-        "traceback": tb if tb is not None else (
-            "".join(traceback.format_exception(exc)) if exc is not None else None
-        ),
+        "traceback": tb
+        if tb is not None
+        else ("".join(traceback.format_exception(exc)) if exc is not None else None),
         "attempts": attempts,
     }
 
@@ -128,15 +134,19 @@ def fetch_file(reference: Any, cache_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{name}.{os.getpid()}.partial")
     if parsed.scheme == "s3":
-        open_store(f"s3://{parsed.netloc}/").download_file(unquote(parsed.path).lstrip("/"), partial)
+        open_store(f"s3://{parsed.netloc}/").download_file(
+            unquote(parsed.path).lstrip("/"), partial
+        )
     else:
-        with urllib.request.urlopen(uri, timeout=60) as response, open(partial, "wb") as out:  # noqa: S310
+        with urllib.request.urlopen(uri, timeout=60) as response, open(partial, "wb") as out:
             shutil.copyfileobj(response, out)
     os.replace(partial, target)  # atomic: concurrent leaves never read half a file
     return target
 
 
-def localize_inputs(spec: ExperimentInputSpec, fields: tuple[str, ...], cache_dir: Path) -> ExperimentInputSpec:
+def localize_inputs(
+    spec: ExperimentInputSpec, fields: tuple[str, ...], cache_dir: Path
+) -> ExperimentInputSpec:
     """A copy of ``spec`` whose file-reference inputs are local paths."""
     updates = {}
     for name in fields:
@@ -146,8 +156,9 @@ def localize_inputs(spec: ExperimentInputSpec, fields: tuple[str, ...], cache_di
     return spec.model_copy(update=updates) if updates else spec
 
 
-def upload_outputs(output: ExperimentOutputSpec, fields: tuple[str, ...], ctx: LeafContext,
-                   sort_index: int) -> dict[str, Any]:
+def upload_outputs(
+    output: ExperimentOutputSpec, fields: tuple[str, ...], ctx: LeafContext, sort_index: int
+) -> dict[str, Any]:
     """Upload local-path file outputs to ``results/<field>/<sort_index>/`` and return their URIs."""
     uris: dict[str, Any] = {}
     for name in fields:
@@ -166,7 +177,9 @@ def upload_outputs(output: ExperimentOutputSpec, fields: tuple[str, ...], ctx: L
 # --------------------------------------------------------------------------- leaf
 
 
-def _frame_rows(frame: Any, index: dict[str, Any], schema: ExperimentSchema, name: str) -> pl.DataFrame:
+def _frame_rows(
+    frame: Any, index: dict[str, Any], schema: ExperimentSchema, name: str
+) -> pl.DataFrame:
     table = schema.dataframes[name]
     if not isinstance(frame, pl.DataFrame):
         frame = pl.from_pandas(frame) if hasattr(frame, "to_numpy") else pl.DataFrame(frame)
@@ -177,11 +190,17 @@ def _frame_rows(frame: Any, index: dict[str, Any], schema: ExperimentSchema, nam
     if missing:
         raise LeafError(f"dataframe output {name!r} lacks columns {missing}")
     # Cast here so a frame of the wrong types fails this spec, not its whole batch.
-    return frame.select([*columns, *[pl.col(c.name).cast(c.dtype, strict=True) for c in table.values]])
+    return frame.select(
+        [*columns, *[pl.col(c.name).cast(c.dtype, strict=True) for c in table.values]]
+    )
 
 
-def call_once(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: ExperimentInputSpec,
-              ctx: LeafContext) -> LeafResult:
+def call_once(
+    experiment: ExperimentRunnable,
+    schema: ExperimentSchema,
+    spec: ExperimentInputSpec,
+    ctx: LeafContext,
+) -> LeafResult:
     """Run the function once on ``spec``; raise whatever goes wrong."""
     local_spec = localize_inputs(spec, schema.input_file_fields, ctx.cache_dir)
     index = index_values(spec, schema)
@@ -193,8 +212,14 @@ def call_once(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: Ex
     return _result(experiment, schema, spec, output, index, ctx)
 
 
-def _result(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: ExperimentInputSpec,
-            output: Any, index: dict[str, Any], ctx: LeafContext) -> LeafResult:
+def _result(
+    experiment: ExperimentRunnable,
+    schema: ExperimentSchema,
+    spec: ExperimentInputSpec,
+    output: Any,
+    index: dict[str, Any],
+    ctx: LeafContext,
+) -> LeafResult:
     if not isinstance(output, experiment.output_spec):
         raise LeafError(
             f"{experiment.name} returned {type(output).__name__}, expected "
@@ -202,13 +227,22 @@ def _result(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: Expe
         )
     scalars = {c.name: cell(getattr(output, c.name)) for c in schema.scalars.values}
     file_refs = upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
-    frames = {name: _frame_rows(getattr(output, name), index, schema, name) for name in schema.dataframes}
+    frames = {
+        name: _frame_rows(getattr(output, name), index, schema, name) for name in schema.dataframes
+    }
     return LeafResult(spec.sort_index, index, scalars=scalars, file_refs=file_refs, frames=frames)
 
 
-def run_leaf(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: ExperimentInputSpec,
-             ctx: LeafContext, *, tries: int | None = None, first_attempt: int = 1,
-             before_attempt: Callable[[int], None] | None = None) -> LeafResult:
+def run_leaf(
+    experiment: ExperimentRunnable,
+    schema: ExperimentSchema,
+    spec: ExperimentInputSpec,
+    ctx: LeafContext,
+    *,
+    tries: int | None = None,
+    first_attempt: int = 1,
+    before_attempt: Callable[[int], None] | None = None,
+) -> LeafResult:
     """Run one spec with retries; never raises for a failure of the spec itself.
 
     ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
@@ -225,7 +259,7 @@ def run_leaf(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: Exp
             before_attempt(attempt)
         try:
             return call_once(experiment, schema, spec, ctx)
-        except Exception as exc:  # noqa: BLE001 - every error of a leaf becomes a failure row
+        except Exception as exc:
             last = exc
             attempts = attempt
     index = _safe_index(spec, schema)
@@ -235,21 +269,30 @@ def run_leaf(experiment: ExperimentRunnable, schema: ExperimentSchema, spec: Exp
 def _safe_index(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[str, Any]:
     try:
         return index_values(spec, schema)
-    except Exception:  # noqa: BLE001 - a computed feature that raises still gets an index row
+    except Exception:
         row = {c.name: None for c in schema.index}
         row.update({k: cell(getattr(spec, k)) for k in row if k in type(spec).model_fields})
         return row
 
 
-def crashed_leaf(spec: ExperimentInputSpec, schema: ExperimentSchema, ctx: LeafContext,
-                 *, message: str, attempts: int, error_type: str = "WorkerDied") -> LeafResult:
+def crashed_leaf(
+    spec: ExperimentInputSpec,
+    schema: ExperimentSchema,
+    ctx: LeafContext,
+    *,
+    message: str,
+    attempts: int,
+    error_type: str = "WorkerDied",
+) -> LeafResult:
     """The failure row of a spec whose worker process died under it too often."""
     spec.workflow_run_id = ctx.workflow_run_id
     spec.root_workflow_run_id = ctx.root_workflow_run_id
     return LeafResult(
         spec.sort_index,
         _safe_index(spec, schema),
-        failure=failure_row(None, error_type=error_type, message=message, attempts=attempts, tb=None),
+        failure=failure_row(
+            None, error_type=error_type, message=message, attempts=attempts, tb=None
+        ),
     )
 
 

@@ -91,7 +91,9 @@ def resolve_experiment(name: str, reference: str) -> ExperimentRunnable:
 def compile_run_schema(experiment: ExperimentRunnable, manifest: RunManifest) -> ExperimentSchema:
     type_names = {"int": int, "float": float, "str": str, "bool": bool}
     features = {k: type_names[v] for k, v in manifest.computed_features.items()}
-    return compile_experiment(experiment.input_spec, experiment.output_spec, computed_features=features)
+    return compile_experiment(
+        experiment.input_spec, experiment.output_spec, computed_features=features
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -131,8 +133,9 @@ def stored_result(run: RunHandle, node: str) -> ScatterGatherResult | None:
     return ScatterGatherResult.model_validate(json.loads(run.store.get_bytes(key))["result"])
 
 
-def leaf_context(run: RunHandle, *, workflow_run_id: str | None = None,
-                 root_workflow_run_id: str | None = None) -> LeafContext:
+def leaf_context(
+    run: RunHandle, *, workflow_run_id: str | None = None, root_workflow_run_id: str | None = None
+) -> LeafContext:
     from scythe.settings import scythe_settings
 
     return LeafContext(
@@ -165,7 +168,9 @@ def run_terminal_node(
     done = stored_result(run, name)
     if done is not None:
         return done
-    ctx = leaf_context(run, workflow_run_id=workflow_run_id, root_workflow_run_id=root_workflow_run_id)
+    ctx = leaf_context(
+        run, workflow_run_id=workflow_run_id, root_workflow_run_id=root_workflow_run_id
+    )
     crashed = crashed or {}
     results: list[LeafResult] = []
     for spec in read_batch(run, name):
@@ -183,17 +188,19 @@ def run_terminal_node(
     return stage_node(run, name, results)
 
 
-def _frame_of_rows(rows: list[dict[str, Any]], table: tables.TableSchema) -> tuple[pl.DataFrame, dict[int, str]]:
+def _frame_of_rows(
+    rows: list[dict[str, Any]], table: tables.TableSchema
+) -> tuple[pl.DataFrame, dict[int, str]]:
     """A table's frame from row dicts; rows whose values do not fit its types are set aside."""
     try:
         return tables.frame_from_rows(rows, table), {}
-    except Exception:  # noqa: BLE001 - find the rows at fault one by one
+    except Exception:
         good, bad = [], {}
         for row in rows:
             try:
                 tables.frame_from_rows([row], table)
                 good.append(row)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 bad[int(row["sort_index"])] = f"output does not fit table {table.name!r}: {exc}"
         return tables.frame_from_rows(good, table), bad
 
@@ -220,8 +227,13 @@ def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl
     if invalid:
         by_index = {r.sort_index: r for r in results}
         extra = [
-            {**by_index[s].index, "error_type": "OutputValidationError", "message": message,
-             "traceback": None, "attempts": 1}
+            {
+                **by_index[s].index,
+                "error_type": "OutputValidationError",
+                "message": message,
+                "traceback": None,
+                "attempts": 1,
+            }
             for s, message in sorted(invalid.items())
         ]
         failures = tables.frame_from_rows(rows[FAILURES] + extra, schema.failures)
@@ -237,11 +249,16 @@ def stage_node(run: RunHandle, name: str, results: list[LeafResult]) -> ScatterG
     staged: dict[str, list[dict[str, Any]]] = {}
     for table_name, table in run.schema.result_tables.items():
         frame = tables.conform(frames[table_name], table)
-        staged_file = tables.stage_frame(run.store, run.layout.table(table_name), table, frame, name=name)
+        staged_file = tables.stage_frame(
+            run.store, run.layout.table(table_name), table, frame, name=name
+        )
         staged[table_name] = [staged_file.model_dump()] if staged_file else []
     failed = frames[FAILURES].height
     result = ScatterGatherResult(
-        node=name, specs=len(results), done=len(results) - failed, failed=failed,
+        node=name,
+        specs=len(results),
+        done=len(results) - failed,
+        failed=failed,
         manifest_key=run.layout.node_manifest(name),
     )
     body = {"result": result.model_dump(), "tables": staged}
@@ -252,7 +269,9 @@ def stage_node(run: RunHandle, name: str, results: list[LeafResult]) -> ScatterG
 # --------------------------------------------------------------------------- fan nodes and root
 
 
-def gather_node(inp: ScatterGatherInput, children: list[ScatterGatherResult]) -> ScatterGatherResult:
+def gather_node(
+    inp: ScatterGatherInput, children: list[ScatterGatherResult]
+) -> ScatterGatherResult:
     """Gather a fan node's children: sum their counts, keep their manifest keys."""
     run = handle_for(inp)
     name = inp.node.name
@@ -276,7 +295,9 @@ def collect_staged(store: Store, manifest_key: str) -> dict[str, list[tables.Sta
         body = json.loads(store.get_bytes(stack.pop()))
         stack.extend(reversed(body.get("children", [])))
         for table_name, files in body.get("tables", {}).items():
-            out.setdefault(table_name, []).extend(tables.StagedFile.model_validate(f) for f in files)
+            out.setdefault(table_name, []).extend(
+                tables.StagedFile.model_validate(f) for f in files
+            )
     return out
 
 
@@ -307,8 +328,13 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
     staged = collect_staged(run.store, root.manifest_key)
     transaction = tables.app_id(run.layout.run_id, ROOT_COMMITTER)
     for table_name, table in run.schema.result_tables.items():
-        tables.commit_staged(run.store, run.layout.table(table_name), table, staged.get(table_name, []),
-                             transaction=transaction)
+        tables.commit_staged(
+            run.store,
+            run.layout.table(table_name),
+            table,
+            staged.get(table_name, []),
+            transaction=transaction,
+        )
     expected = _sort_indices(run.store, run.layout.specs)
     done = _sort_indices(run.store, run.layout.table("scalars"))
     failed = _sort_indices(run.store, run.layout.table(FAILURES))
@@ -317,18 +343,30 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
     duplicated = len(outcome) - len(set(outcome))
     if missing or duplicated:
         status = "incomplete"
-        message = (f"run {run.layout.run_id} is INCOMPLETE: {len(missing)} spec(s) missing "
-                   f"(first: {missing[:10]}), {duplicated} duplicated; resume it to finish")
+        message = (
+            f"run {run.layout.run_id} is INCOMPLETE: {len(missing)} spec(s) missing "
+            f"(first: {missing[:10]}), {duplicated} duplicated; resume it to finish"
+        )
     elif failed:
         status = "partial"
-        message = f"run {run.layout.run_id}: {len(done)} done, {len(failed)} failed of {len(expected)}"
+        message = (
+            f"run {run.layout.run_id}: {len(done)} done, {len(failed)} failed of {len(expected)}"
+        )
     else:
         status = "complete"
         message = f"run {run.layout.run_id}: all {len(expected)} specs done"
     manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
-    manifest = manifest.model_copy(update={
-        "status": status, "done": len(done), "failed": len(failed), "missing": len(missing),
-        "finished_at": datetime.now(UTC), "message": message,
-    })
+    manifest = manifest.model_copy(
+        update={
+            "status": status,
+            "done": len(done),
+            "failed": len(failed),
+            "missing": len(missing),
+            "finished_at": datetime.now(UTC),
+            "message": message,
+        }
+    )
     run.store.put_bytes(run.layout.manifest, manifest.to_yaml())
-    return RunSummary(run.layout.run_id, status, len(expected), len(done), len(failed), len(missing), message)
+    return RunSummary(
+        run.layout.run_id, status, len(expected), len(done), len(failed), len(missing), message
+    )

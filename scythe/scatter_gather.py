@@ -47,9 +47,7 @@ class RecursionMap(BaseModel):
     @model_validator(mode="after")
     def _check_path(self) -> RecursionMap:
         if len(self.path) > self.max_depth:
-            raise ValueError(
-                f"path {list(self.path)} is deeper than max_depth={self.max_depth}"
-            )
+            raise ValueError(f"path {list(self.path)} is deeper than max_depth={self.max_depth}")
         for level, offset in enumerate(self.path):
             if not 0 <= offset < self.factor:
                 raise ValueError(

@@ -74,7 +74,9 @@ _CONTAINER_ORIGINS = (list, tuple, set, frozenset, dict)
 class Constraint:
     """One constraint read from a pydantic field, kept as data so it can be shown and compiled."""
 
-    kind: Literal["ge", "gt", "le", "lt", "multiple_of", "isin", "min_length", "max_length", "pattern"]
+    kind: Literal[
+        "ge", "gt", "le", "lt", "multiple_of", "isin", "min_length", "max_length", "pattern"
+    ]
     value: Any
 
     def to_check(self) -> pa.Check:
@@ -108,7 +110,9 @@ def _multiple_of_check(step: int | float) -> pa.Check:
             return data.lazyframe.select(col % step == 0)
         quotient = col / step
         # Float steps: accept rounding error relative to the quotient, as pydantic does.
-        return data.lazyframe.select((quotient - quotient.round()).abs() <= 1e-9 * quotient.abs().clip(1))
+        return data.lazyframe.select(
+            (quotient - quotient.round()).abs() <= 1e-9 * quotient.abs().clip(1)
+        )
 
     return pa.Check(check, name="multiple_of", error=f"multiple_of({step})")
 
@@ -194,8 +198,12 @@ class TableSchema:
         """Index columns, with ``sort_subindex`` last for multi-row tables."""
         if not self.multi_row:
             return self.index
-        sub = Column(SORT_SUBINDEX, pl.Int64(), constraints=(Constraint("ge", 0),),
-                     description="Row of this spec's frame (0..n-1).")
+        sub = Column(
+            SORT_SUBINDEX,
+            pl.Int64(),
+            constraints=(Constraint("ge", 0),),
+            description="Row of this spec's frame (0..n-1).",
+        )
         return (*self.index, sub)
 
     @property
@@ -366,7 +374,10 @@ def _constraints(meta: Iterable[Any]) -> tuple[Constraint, ...]:
     for m in meta:
         for kind in ("gt", "ge", "lt", "le"):
             value = getattr(m, kind, None)
-            if isinstance(m, annotated_types.BaseMetadata | annotated_types.Interval) and value is not None:
+            if (
+                isinstance(m, annotated_types.BaseMetadata | annotated_types.Interval)
+                and value is not None
+            ):
                 out.append(Constraint(kind, value))  # type: ignore[arg-type]
         if isinstance(m, annotated_types.MultipleOf):
             out.append(Constraint("multiple_of", m.multiple_of))
@@ -381,7 +392,9 @@ def _constraints(meta: Iterable[Any]) -> tuple[Constraint, ...]:
                 out.append(Constraint("max_length", m.max_length))
         pattern = getattr(m, "pattern", None)
         if pattern is not None:
-            out.append(Constraint("pattern", pattern if isinstance(pattern, str) else pattern.pattern))
+            out.append(
+                Constraint("pattern", pattern if isinstance(pattern, str) else pattern.pattern)
+            )
     return tuple(dict.fromkeys(out))
 
 
@@ -446,8 +459,12 @@ def compile_field(model: type[BaseModel], name: str, *, unique: bool = False) ->
     where = f"{model.__name__}.{name}"
     resolved = _resolve(info.annotation, info.metadata)
     if resolved.file_reference or is_file_reference_field(info):
-        return Column(name, pl.String(), nullable=resolved.nullable,
-                      description=info.description or "URI of a file")
+        return Column(
+            name,
+            pl.String(),
+            nullable=resolved.nullable,
+            description=info.description or "URI of a file",
+        )
     dtype, allowed = _base_dtype(resolved.base, where)
     constraints = _constraints(resolved.metadata)
     if allowed is not None:
@@ -523,7 +540,11 @@ def index_columns(
         if not resolved.file_reference and _is_container(resolved.base):
             continue
         cols.append(compile_field(input_spec, name))
-    cols.extend(computed_feature_columns(computed_features or {}, f"{input_spec.__name__}.computed_features"))
+    cols.extend(
+        computed_feature_columns(
+            computed_features or {}, f"{input_spec.__name__}.computed_features"
+        )
+    )
     _check_unique_names([c.name for c in cols], f"{input_spec.__name__} index")
     return tuple(cols)
 
@@ -615,13 +636,16 @@ def compile_experiment(
             files.append(compile_field(output_spec, name))
         elif _is_dataframe_model_type(resolved.base):
             if name in BUILTIN_TABLES:
-                raise SchemaCompileError(f"{where}: a dataframe output cannot be named {name!r}, "
-                                         f"which is a built-in table ({', '.join(BUILTIN_TABLES)})")
+                raise SchemaCompileError(
+                    f"{where}: a dataframe output cannot be named {name!r}, "
+                    f"which is a built-in table ({', '.join(BUILTIN_TABLES)})"
+                )
             model = typing.get_args(resolved.base)[0]
             cols = _frame_model_columns(model, where)
             _check_collisions(index, [c.name for c in cols], f"{where} ({model.__name__})")
-            frames[name] = TableSchema(name, index, cols, multi_row=True,
-                                       description=info.description or "")
+            frames[name] = TableSchema(
+                name, index, cols, multi_row=True, description=info.description or ""
+            )
         else:
             if _is_container(resolved.base):
                 raise SchemaCompileError(
@@ -640,10 +664,15 @@ def compile_experiment(
         Column("traceback", pl.String(), nullable=True),
         Column("attempts", pl.Int64(), constraints=(Constraint("ge", 1),)),
     )
-    file_uris = tuple(Column(c.name, pl.String(), nullable=c.nullable, description=c.description)
-                      for c in files)
-    specs = TableSchema(SPECS, index, (Column(SPEC_JSON, pl.String(), description="The full spec as JSON"),),
-                        description="Every input spec of the run")
+    file_uris = tuple(
+        Column(c.name, pl.String(), nullable=c.nullable, description=c.description) for c in files
+    )
+    specs = TableSchema(
+        SPECS,
+        index,
+        (Column(SPEC_JSON, pl.String(), description="The full spec as JSON"),),
+        description="Every input spec of the run",
+    )
     input_files = tuple(input_spec.file_reference_fields())
     return ExperimentSchema(
         input_spec=input_spec,
@@ -713,8 +742,10 @@ def _column_to_dict(col: Column) -> dict[str, Any]:
         "nullable": col.nullable,
         "unique": col.unique,
         "description": col.description,
-        "constraints": [[c.kind, list(c.value) if isinstance(c.value, tuple) else c.value]
-                        for c in col.constraints],
+        "constraints": [
+            [c.kind, list(c.value) if isinstance(c.value, tuple) else c.value]
+            for c in col.constraints
+        ],
         "checks": checks,
     }
 
@@ -746,15 +777,24 @@ def table_from_dict(data: Mapping[str, Any]) -> TableSchema:
 
     def column(d: Mapping[str, Any]) -> Column:
         constraints = tuple(
-            Constraint(kind, tuple(value) if kind == "isin" else value) for kind, value in d["constraints"]
+            Constraint(kind, tuple(value) if kind == "isin" else value)
+            for kind, value in d["constraints"]
         )
         checks = tuple(
-            pa.Check.from_builtin_check_name(c["name"], c["statistics"], error=c["error"],
-                                             statistics=c["statistics"])
+            pa.Check.from_builtin_check_name(
+                c["name"], c["statistics"], error=c["error"], statistics=c["statistics"]
+            )
             for c in d.get("checks", [])
         )
-        return Column(d["name"], dtypes[d["name"]], nullable=d["nullable"], constraints=constraints,
-                      extra_checks=checks, unique=d["unique"], description=d["description"])
+        return Column(
+            d["name"],
+            dtypes[d["name"]],
+            nullable=d["nullable"],
+            constraints=constraints,
+            extra_checks=checks,
+            unique=d["unique"],
+            description=d["description"],
+        )
 
     return TableSchema(
         data["name"],

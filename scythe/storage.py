@@ -376,7 +376,9 @@ def _known_store(uri: str) -> Store | None:
         # an S3 URI anywhere in a known bucket reuses that store's endpoint settings
         if isinstance(known, S3Store) and uri.startswith(f"s3://{known.bucket}/"):
             prefix = uri[len(f"s3://{known.bucket}/") :]
-            return S3Store(known.bucket, prefix, endpoint_url=known.endpoint_url, region=known.region)
+            return S3Store(
+                known.bucket, prefix, endpoint_url=known.endpoint_url, region=known.region
+            )
     return None
 
 

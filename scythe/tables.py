@@ -69,7 +69,9 @@ def create_table(store: Store, key: str, table: TableSchema) -> None:
     )
 
 
-def stage_frame(store: Store, key: str, table: TableSchema, frame: pl.DataFrame, *, name: str) -> StagedFile | None:
+def stage_frame(
+    store: Store, key: str, table: TableSchema, frame: pl.DataFrame, *, name: str
+) -> StagedFile | None:
     """Write ``frame`` as one Parquet data file inside the table at ``key``; return its reference.
 
     The file name is derived from ``name`` (the staging node), so a retried
@@ -203,15 +205,18 @@ def frame_from_rows(rows: Sequence[dict[str, Any]], table: TableSchema) -> pl.Da
     return pl.DataFrame(rows, schema=table.polars_schema(), strict=True)
 
 
-def read_table(store: Store, key: str, table: TableSchema, *, validate: bool = True,
-               version: int | None = None) -> pl.DataFrame:
+def read_table(
+    store: Store, key: str, table: TableSchema, *, validate: bool = True, version: int | None = None
+) -> pl.DataFrame:
     """Read the Delta table at ``key``: exact dtypes, sorted by ``sort_index`` (and ``sort_subindex``).
 
     With ``validate`` (the default) the frame is checked against the compiled
     pandera schema and a :class:`~scythe.errors.ResultValidationError` names
     what does not match.
     """
-    delta = DeltaTable(store.table_uri(key), version=version, storage_options=store.storage_options())
+    delta = DeltaTable(
+        store.table_uri(key), version=version, storage_options=store.storage_options()
+    )
     arrow = delta.to_pyarrow_table()
     frame = pl.from_arrow(arrow) if arrow.num_rows else pl.DataFrame(schema=table.polars_schema())
     assert isinstance(frame, pl.DataFrame)

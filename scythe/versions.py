@@ -38,7 +38,9 @@ class SemVer(BaseModel):
     def parse(cls, text: str) -> SemVer:
         match = _PATTERN.match(text.strip())
         if not match:
-            raise VersionError(f"version {text!r} is not of the form vMAJOR.MINOR.PATCH (e.g. v1.2.3)")
+            raise VersionError(
+                f"version {text!r} is not of the form vMAJOR.MINOR.PATCH (e.g. v1.2.3)"
+            )
         major, minor, patch = (int(g) for g in match.groups())
         return cls(major=major, minor=minor, patch=patch)
 
@@ -55,7 +57,9 @@ class SemVer(BaseModel):
             return SemVer(major=self.major, minor=self.minor, patch=self.patch + 1)
         if kind == "keep":
             return self
-        raise VersionError(f"unknown version bump {kind!r}: use bumpmajor, bumpminor, bumppatch or keep")
+        raise VersionError(
+            f"unknown version bump {kind!r}: use bumpmajor, bumpminor, bumppatch or keep"
+        )
 
     def _key(self) -> tuple[int, int, int]:
         return (self.major, self.minor, self.patch)

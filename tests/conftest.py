@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from scythe.storage import LocalStore, S3Store, Store
+
 # Shared, noisy machines: no per-example deadline (speed is measured in benchmarks/).
 settings.register_profile("scythe", deadline=None)
 settings.load_profile("scythe")
-
-from scythe.storage import LocalStore, S3Store, Store
 
 MOTO_REGION = "us-east-1"
 

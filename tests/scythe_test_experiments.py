@@ -32,8 +32,17 @@ class Probe(ExperimentInputSpec):
     """A spec whose fields cover the type map and steer the function's behaviour."""
 
     x: float = Field(..., ge=0, description="An input value")
-    mode: Literal["ok", "raise", "crash_once", "crash_always", "bad_output", "wrong_type", "slow",
-                  "bad_frame", "bad_scalar"] = "ok"
+    mode: Literal[
+        "ok",
+        "raise",
+        "crash_once",
+        "crash_always",
+        "bad_output",
+        "wrong_type",
+        "slow",
+        "bad_frame",
+        "bad_scalar",
+    ] = "ok"
     floors: int | None = None
     when: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     data_file: OptionalFileReference = None
@@ -89,8 +98,14 @@ def probe(spec: Probe, tempdir: Path) -> ProbeOut:
     # model_construct skips validation: these modes stand for outputs that slipped past it
     unchecked = spec.mode in ("bad_output", "bad_frame", "bad_scalar")
     out_cls = ProbeOut.model_construct if unchecked else ProbeOut
-    return out_cls(y=y, floors_out=spec.floors, label=f"s{spec.sort_index}", file_digest=digest,
-                   report=report, rows=rows)
+    return out_cls(
+        y=y,
+        floors_out=spec.floors,
+        label=f"s{spec.sort_index}",
+        file_digest=digest,
+        report=report,
+        rows=rows,
+    )
 
 
 @ExperimentRegistry.Register(name="slow_probe", execution_timeout=timedelta(seconds=2))

@@ -123,5 +123,7 @@ def test_file_references_survive_a_json_round_trip():
     again = Building.model_validate_json(spec.model_dump_json())
     assert file_reference_uri(again.weather_file) == "file:///tmp/w.csv"
     assert file_reference_uri(again.extra_file) == "s3://b/k.csv"
-    local = Building.model_validate_json(Building(r_value=1.0, weather_file="data/w.csv").model_dump_json())
+    local = Building.model_validate_json(
+        Building(r_value=1.0, weather_file="data/w.csv").model_dump_json()
+    )
     assert local.weather_file == Path("data/w.csv")

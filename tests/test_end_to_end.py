@@ -17,7 +17,7 @@ import pytest
 from deltalake import DeltaTable
 from scythe_test_experiments import Probe, probe
 
-from scythe import BaseExperiment, ExperimentRun, LocalEngine, RecursionMap
+from scythe import BaseExperiment, LocalEngine, RecursionMap
 from scythe.errors import SpecValidationError
 from scythe.nodes import ScatterGatherInput, finalize_run, handle_for, stored_result
 from scythe.scatter_gather import iter_terminal_nodes
@@ -79,7 +79,8 @@ def test_results_are_sorted_and_typed(experiment, two_workers):
     assert scalars.schema["x_squared"] == pl.Float64
     rows = results.dataframes["rows"]
     assert rows.select("sort_index", "sort_subindex").rows() == sorted(
-        rows.select("sort_index", "sort_subindex").rows())
+        rows.select("sort_index", "sort_subindex").rows()
+    )
     assert rows.filter(pl.col("sort_index") == 5)["value"].to_list() == [0.0, 5.0, 10.0]
     pdf = results.to_pandas("scalars")
     assert isinstance(pdf.index, pd.MultiIndex)
@@ -114,7 +115,9 @@ def test_killed_worker_never_duplicates_rows(experiment, two_workers, tmp_path):
     assert (tmp_path / "crashed-5").exists() and (tmp_path / "crashed-22").exists()
     assert summary.status == "partial"
     for name in ("rows", "result_file_refs"):
-        keys = results.table(name).select("sort_index", *(["sort_subindex"] if name == "rows" else []))
+        keys = results.table(name).select(
+            "sort_index", *(["sort_subindex"] if name == "rows" else [])
+        )
         assert keys.is_duplicated().sum() == 0
 
 
@@ -127,13 +130,19 @@ def test_commits_per_table_do_not_grow_with_specs(experiment, two_workers):
 
 
 def test_repeated_nodes_and_root_add_nothing(experiment):
-    run, ref = experiment.allocate(specs_with({2: "raise"}, n=12), recursion_map=RMAP,
-                                   engine=LocalEngine(slots=0))
+    run, ref = experiment.allocate(
+        specs_with({2: "raise"}, n=12), recursion_map=RMAP, engine=LocalEngine(slots=0)
+    )
     ref.result()
     manifest = run.manifest
-    root = ScatterGatherInput(storage_uri=run.store.uri(), run_id=run.run_id, experiment="probe",
-                              experiment_ref=probe.reference, n_specs=12,
-                              recursion_map=manifest.recursion_map)
+    root = ScatterGatherInput(
+        storage_uri=run.store.uri(),
+        run_id=run.run_id,
+        experiment="probe",
+        experiment_ref=probe.reference,
+        n_specs=12,
+        recursion_map=manifest.recursion_map,
+    )
     handle = handle_for(root)
     root_result = stored_result(handle, "root")
     again = finalize_run(root, root_result)  # a retried root
@@ -147,11 +156,20 @@ def test_repeated_nodes_and_root_add_nothing(experiment):
 def test_payloads_are_small_whatever_the_number_of_specs():
     sizes = []
     for n in (10, 1_000_000):
-        root = ScatterGatherInput(storage_uri="s3://bucket/scythe", run_id="probe/v1.0.0/2026-01-01T00-00-00.000000Z",
-                                  experiment="probe", experiment_ref="tests:probe", n_specs=n,
-                                  recursion_map=RecursionMap(factor=10, max_depth=6))
-        deepest = max(iter_terminal_nodes(min(n, 10_000), root.recursion_map), key=lambda nd: nd.depth)
-        node = root.model_copy(update={"recursion_map": root.recursion_map.model_copy(update={"path": deepest.path})})
+        root = ScatterGatherInput(
+            storage_uri="s3://bucket/scythe",
+            run_id="probe/v1.0.0/2026-01-01T00-00-00.000000Z",
+            experiment="probe",
+            experiment_ref="tests:probe",
+            n_specs=n,
+            recursion_map=RecursionMap(factor=10, max_depth=6),
+        )
+        deepest = max(
+            iter_terminal_nodes(min(n, 10_000), root.recursion_map), key=lambda nd: nd.depth
+        )
+        node = root.model_copy(
+            update={"recursion_map": root.recursion_map.model_copy(update={"path": deepest.path})}
+        )
         sizes.append((len(root.model_dump_json()), len(node.model_dump_json())))
     assert all(size < 1024 for pair in sizes for size in pair)
     assert sizes[0][0] == sizes[1][0] - len(str(1_000_000)) + len("10")
@@ -190,7 +208,11 @@ def test_input_artifacts_are_uploaded_once_and_same_names_do_not_collide(experim
     shared.write_text("climate A\n")
     other = tmp_path / "b" / "weather.csv"  # same name, different content
     other.write_text("climate B\n")
-    specs = [Probe(x=1.0, data_file=shared), Probe(x=2.0, data_file=shared), Probe(x=3.0, data_file=other)]
+    specs = [
+        Probe(x=1.0, data_file=shared),
+        Probe(x=2.0, data_file=shared),
+        Probe(x=3.0, data_file=other),
+    ]
     run, _ = experiment.allocate(specs, engine=LocalEngine(slots=0))
     artifacts = [k for k in run.store.list_keys(f"{run.run_id}/artifacts")]
     assert len(artifacts) == 2
@@ -205,13 +227,18 @@ def test_input_artifacts_are_uploaded_once_and_same_names_do_not_collide(experim
 def test_invalid_specs_are_all_reported_and_nothing_is_written(tmp_path):
     store = LocalStore(tmp_path / "store")
     experiment = BaseExperiment(runnable=probe, storage=store)
-    bad = [{"x": -1.0}, {"x": 1.0}, {"x": 2.0, "mode": "explode"}, {"x": 3.0, "data_file": str(tmp_path / "nope.csv")}]
+    bad = [
+        {"x": -1.0},
+        {"x": 1.0},
+        {"x": 2.0, "mode": "explode"},
+        {"x": 3.0, "data_file": str(tmp_path / "nope.csv")},
+    ]
     with pytest.raises(SpecValidationError) as info:
         experiment.allocate(bad, engine=LocalEngine(slots=0))
     message = str(info.value)
     assert "spec 0 field 'x' = -1.0" in message and "spec 2 field 'mode' = 'explode'" in message
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*"))
-    with pytest.raises(SpecValidationError, match="spec 1 field 'data_file'.*does not exist"):
+    with pytest.raises(SpecValidationError, match=r"spec 1 field 'data_file'.*does not exist"):
         experiment.allocate(bad[1:2] + bad[3:], engine=LocalEngine(slots=0))
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*"))
 
@@ -241,17 +268,26 @@ def test_a_run_opens_from_a_new_process(experiment, store, moto_server):
         "r = ExperimentRun.open(sys.argv[1], storage=store).results()\n"
         "print(json.dumps([r.scalars.height, r.failures.height, r.spec_count, str(r.scalars.schema['floors'])]))"
     )
-    store_expr = (f"LocalStore({str(store.root)!r})" if isinstance(store, LocalStore) else
-                  f"S3Store({store.bucket!r}, {store.prefix!r}, endpoint_url={store.endpoint_url!r}, region='us-east-1')")
-    done = subprocess.run([sys.executable, "-c", code, run.run_id, store_expr], capture_output=True,
-                          text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    store_expr = (
+        f"LocalStore({str(store.root)!r})"
+        if isinstance(store, LocalStore)
+        else f"S3Store({store.bucket!r}, {store.prefix!r}, endpoint_url={store.endpoint_url!r}, region='us-east-1')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, run.run_id, store_expr],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == [5, 1, 6, "Int64"]
 
 
 def test_wait_false_returns_before_the_run_ends(experiment):
-    run, ref = experiment.allocate(specs_with({i: "slow" for i in range(6)}, n=6), wait=False,
-                                   engine=LocalEngine(slots=0))
+    run, ref = experiment.allocate(
+        specs_with({i: "slow" for i in range(6)}, n=6), wait=False, engine=LocalEngine(slots=0)
+    )
     assert not ref.done()
     assert ref.result(timeout=60).status == "complete"
     assert run.status().status == "complete"
@@ -260,8 +296,9 @@ def test_wait_false_returns_before_the_run_ends(experiment):
 def test_cancel_then_resume_finishes_without_duplicates(experiment):
     engine = LocalEngine(slots=0)
     specs = specs_with({i: "slow" for i in range(12)}, n=12)
-    run, ref = experiment.allocate(specs, recursion_map=RecursionMap(factor=4, max_depth=1),
-                                   wait=False, engine=engine)
+    run, ref = experiment.allocate(
+        specs, recursion_map=RecursionMap(factor=4, max_depth=1), wait=False, engine=engine
+    )
     ref.cancel()
     with pytest.raises(Exception, match="cancelled"):
         ref.result(timeout=60)
@@ -284,7 +321,7 @@ def test_unimportable_experiment_is_refused_before_anything_is_written(tmp_path)
 
     try:
         experiment = BaseExperiment(runnable=local_only, storage=tmp_path / "store")
-        with pytest.raises(RegistryError, match="defined inside a function.*slots=0"):
+        with pytest.raises(RegistryError, match=r"defined inside a function.*slots=0"):
             experiment.allocate([Probe(x=1.0)], engine=LocalEngine(slots=2))
         assert not (tmp_path / "store").exists()
         run, _ = experiment.allocate([Probe(x=1.0)], engine=LocalEngine(slots=0))
@@ -294,8 +331,9 @@ def test_unimportable_experiment_is_refused_before_anything_is_written(tmp_path)
 
 
 def test_outputs_of_the_wrong_type_fail_only_their_spec(experiment):
-    run, ref = experiment.allocate(specs_with({1: "bad_frame", 2: "bad_scalar"}, n=5),
-                                   engine=LocalEngine(slots=0))
+    run, ref = experiment.allocate(
+        specs_with({1: "bad_frame", 2: "bad_scalar"}, n=5), engine=LocalEngine(slots=0)
+    )
     assert ref.result().status == "partial"
     results = run.results()
     assert results.scalars["sort_index"].to_list() == [0, 3, 4]

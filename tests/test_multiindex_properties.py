@@ -32,7 +32,10 @@ FIELD_KINDS: dict[str, tuple[Any, st.SearchStrategy]] = {
     "float": (float, st.floats(allow_nan=True, allow_infinity=True)),
     "bool": (bool, st.booleans()),
     "str": (str, text),
-    "literal": (Literal["none", "drybulb", "enthalpy"], st.sampled_from(["none", "drybulb", "enthalpy"])),
+    "literal": (
+        Literal["none", "drybulb", "enthalpy"],
+        st.sampled_from(["none", "drybulb", "enthalpy"]),
+    ),
     "literal_int": (Literal[1, 2, 3], st.sampled_from([1, 2, 3])),
     "enum": (Mode, st.sampled_from(["fast", "slow"])),
     "datetime": (
@@ -142,9 +145,15 @@ def test_optional_int_stays_integer_with_missing_values():
     cls = create_model("S", __base__=ExperimentInputSpec, floors=(int | None, None))
     table = compile_experiment(cls, Out).scalars
     frame = pl.DataFrame(
-        {"experiment_id": ["e"] * 3, "sort_index": [0, 1, 2], "workflow_run_id": [None] * 3,
-         "root_workflow_run_id": [None] * 3, "floors": [3, None, 5], "heating": [1.0, 2.0, 3.0],
-         "count": [None, 1, None]},
+        {
+            "experiment_id": ["e"] * 3,
+            "sort_index": [0, 1, 2],
+            "workflow_run_id": [None] * 3,
+            "root_workflow_run_id": [None] * 3,
+            "floors": [3, None, 5],
+            "heating": [1.0, 2.0, 3.0],
+            "count": [None, 1, None],
+        },
         schema=table.polars_schema(),
     )
     pdf = to_pandas(frame, table)
@@ -170,9 +179,15 @@ def test_large_integers_with_missing_values_are_exact():
     table = compile_experiment(cls, Out).scalars
     big = 2**53 + 1  # not representable as a float
     frame = pl.DataFrame(
-        {"experiment_id": ["e"] * 2, "sort_index": [0, 1], "workflow_run_id": [None] * 2,
-         "root_workflow_run_id": [None] * 2, "big": [None, big], "heating": [1.0, 2.0],
-         "count": [None, -big]},
+        {
+            "experiment_id": ["e"] * 2,
+            "sort_index": [0, 1],
+            "workflow_run_id": [None] * 2,
+            "root_workflow_run_id": [None] * 2,
+            "big": [None, big],
+            "heating": [1.0, 2.0],
+            "count": [None, -big],
+        },
         schema=table.polars_schema(),
     )
     pdf = to_pandas(frame, table)

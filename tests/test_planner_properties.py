@@ -120,8 +120,13 @@ def test_terminal_rule():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"factor": 0}, {"max_depth": 11}, {"max_depth": -1}, {"factor": 3, "max_depth": 1, "path": (3,)},
-     {"factor": 3, "max_depth": 1, "path": (0, 0)}],
+    [
+        {"factor": 0},
+        {"max_depth": 11},
+        {"max_depth": -1},
+        {"factor": 3, "max_depth": 1, "path": (3,)},
+        {"factor": 3, "max_depth": 1, "path": (0, 0)},
+    ],
 )
 def test_out_of_range_recursion_maps_are_rejected(kwargs):
     with pytest.raises(ValidationError):

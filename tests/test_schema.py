@@ -106,8 +106,15 @@ def test_index_columns_order_skips_containers_and_appends_computed_features():
 
     names = [c.name for c in index_columns(Spec, {"area": 2.0, "zone": "A"})]
     assert names == [
-        "experiment_id", "sort_index", "workflow_run_id", "root_workflow_run_id",
-        "b", "a", "c", "area", "zone",
+        "experiment_id",
+        "sort_index",
+        "workflow_run_id",
+        "root_workflow_run_id",
+        "b",
+        "a",
+        "c",
+        "area",
+        "zone",
     ]
 
 
@@ -155,9 +162,16 @@ def test_tables_of_an_experiment():
 
 def test_dataframe_output_table_enforces_the_model_checks():
     table = compile_experiment(Small, Rich).dataframes["hourly"]
-    base = {"experiment_id": ["e", "e"], "sort_index": [0, 0], "workflow_run_id": [None, None],
-            "root_workflow_run_id": [None, None], "r_value": [1.0, 1.0], "floors": [None, None],
-            "sort_subindex": [0, 1], "temp": [1.0, 2.0]}
+    base = {
+        "experiment_id": ["e", "e"],
+        "sort_index": [0, 0],
+        "workflow_run_id": [None, None],
+        "root_workflow_run_id": [None, None],
+        "r_value": [1.0, 1.0],
+        "floors": [None, None],
+        "sort_subindex": [0, 1],
+        "temp": [1.0, 2.0],
+    }
     good = pl.DataFrame({**base, "hour": [0, 1]}, schema=table.polars_schema())
     table.pandera_schema().validate(good)
     bad = pl.DataFrame({**base, "hour": [0, 24]}, schema=table.polars_schema())
@@ -168,9 +182,16 @@ def test_dataframe_output_table_enforces_the_model_checks():
 def test_input_constraints_apply_to_index_columns():
     table = compile_experiment(Small, Rich).scalars
     frame = pl.DataFrame(
-        {"experiment_id": ["e"], "sort_index": [0], "workflow_run_id": [None],
-         "root_workflow_run_id": [None], "r_value": [16.0], "floors": [None],
-         "heating": [1.0], "label": ["ok"]},
+        {
+            "experiment_id": ["e"],
+            "sort_index": [0],
+            "workflow_run_id": [None],
+            "root_workflow_run_id": [None],
+            "r_value": [16.0],
+            "floors": [None],
+            "heating": [1.0],
+            "label": ["ok"],
+        },
         schema=table.polars_schema(),
     )
     with pytest.raises(pa.errors.SchemaError, match="r_value"):
@@ -260,7 +281,10 @@ def test_computed_features_become_typed_index_columns():
 
         @property
         def computed_features(self):
-            return {"area": self.width * self.depth, "shape": "square" if self.width == self.depth else "rect"}
+            return {
+                "area": self.width * self.depth,
+                "shape": "square" if self.width == self.depth else "rect",
+            }
 
     specs = [Box(width=2, depth=2), Box(width=2, depth=3)]
     types = computed_feature_types(specs)
@@ -290,8 +314,13 @@ def test_float_multiple_of_tolerates_rounding():
         y: float
 
     table = compile_experiment(In, Out).scalars
-    rows = {"experiment_id": ["e"] * 3, "sort_index": [0, 1, 2], "workflow_run_id": [None] * 3,
-            "root_workflow_run_id": [None] * 3, "y": [0.0] * 3}
+    rows = {
+        "experiment_id": ["e"] * 3,
+        "sort_index": [0, 1, 2],
+        "workflow_run_id": [None] * 3,
+        "root_workflow_run_id": [None] * 3,
+        "y": [0.0] * 3,
+    }
     ok = pl.DataFrame({**rows, "step": [0.3, 0.7, 12.1]}, schema=table.polars_schema())
     table.pandera_schema().validate(ok)
     bad = pl.DataFrame({**rows, "step": [0.3, 0.75, 1.0]}, schema=table.polars_schema())
@@ -324,7 +353,9 @@ def test_string_constraints_compile_to_checks():
 
     col = compile_field(In, "code")
     assert {(c.kind, c.value) for c in col.constraints} == {
-        ("pattern", r"^[A-Z]{2}\d+$"), ("min_length", 3), ("max_length", 6)
+        ("pattern", r"^[A-Z]{2}\d+$"),
+        ("min_length", 3),
+        ("max_length", 6),
     }
 
 

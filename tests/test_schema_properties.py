@@ -30,8 +30,10 @@ PATTERNS = [r"^[a-z]+$", r"\d{3}", r"^ab", r"x$", r"^[A-Z][a-z]*(_[0-9]+)?$"]
 def int_field(draw):
     lo = draw(st.integers(-1000, 1000))
     hi = draw(st.integers(lo, lo + 2000))
-    kwargs: dict[str, Any] = {draw(st.sampled_from(["ge", "gt"])): lo,
-                              draw(st.sampled_from(["le", "lt"])): hi}
+    kwargs: dict[str, Any] = {
+        draw(st.sampled_from(["ge", "gt"])): lo,
+        draw(st.sampled_from(["le", "lt"])): hi,
+    }
     if draw(st.booleans()):
         kwargs["multiple_of"] = draw(st.integers(1, 7))
     values = st.integers(lo - 50, hi + 50)
@@ -62,8 +64,13 @@ def str_field(draw):
 
 @st.composite
 def literal_field(draw):
-    options = tuple(draw(st.lists(st.sampled_from(["none", "dry", "wet", "both"]), min_size=1,
-                                  max_size=4, unique=True)))
+    options = tuple(
+        draw(
+            st.lists(
+                st.sampled_from(["none", "dry", "wet", "both"]), min_size=1, max_size=4, unique=True
+            )
+        )
+    )
     return Literal[options], {}, st.sampled_from(["none", "dry", "wet", "both", "other"])
 
 
@@ -73,15 +80,23 @@ constrained_fields = st.one_of(int_field(), float_field(), str_field(), literal_
 def build(annotation, kwargs, optional: bool):
     ann = annotation | None if optional else annotation
     default = None if optional else ...
-    spec = create_model("Generated", __base__=ExperimentInputSpec, x=(ann, Field(default, **kwargs)))
+    spec = create_model(
+        "Generated", __base__=ExperimentInputSpec, x=(ann, Field(default, **kwargs))
+    )
     return spec, compile_experiment(spec, Out).scalars
 
 
 def frame_for(table: TableSchema, xs: list) -> pl.DataFrame:
     n = len(xs)
     return pl.DataFrame(
-        {"experiment_id": ["e"] * n, "sort_index": list(range(n)), "workflow_run_id": [None] * n,
-         "root_workflow_run_id": [None] * n, "x": xs, "y": [0.0] * n},
+        {
+            "experiment_id": ["e"] * n,
+            "sort_index": list(range(n)),
+            "workflow_run_id": [None] * n,
+            "root_workflow_run_id": [None] * n,
+            "x": xs,
+            "y": [0.0] * n,
+        },
         schema=table.polars_schema(),
     )
 
@@ -120,13 +135,17 @@ def test_compiled_schema_agrees_with_pydantic(field, optional, data):
 @settings(max_examples=100, deadline=None)
 @given(constrained_fields)
 def test_rows_breaking_exactly_one_constraint_fail_with_the_column_named(field):
-    annotation, kwargs, values = field
+    annotation, kwargs, _values = field
     spec, table = build(annotation, kwargs, optional=False)
     # Pick a value that breaks exactly one of the declared constraints.
     broken = None
     for name, bound in kwargs.items():
-        candidate = {"ge": lambda b: b - 1, "gt": lambda b: b, "le": lambda b: b + 1,
-                     "lt": lambda b: b}.get(name)
+        candidate = {
+            "ge": lambda b: b - 1,
+            "gt": lambda b: b,
+            "le": lambda b: b + 1,
+            "lt": lambda b: b,
+        }.get(name)
         if candidate and annotation in (int, float):
             value = candidate(bound)
             if not pydantic_accepts(spec, value):

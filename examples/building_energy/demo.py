@@ -1,6 +1,6 @@
 """Run the building-energy example on the local engine and summarise the results.
 
-    python -m examples.building_energy.demo --n 1000      (or: scythe demo --n 1000)
+python -m examples.building_energy.demo --n 1000      (or: scythe demo --n 1000)
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def summarise(run: ExperimentRun, console: Console, seconds: float) -> None:
     console.print(f"[bold]tables[/bold]  {run.uri}/final/")
     for name in ["scalars", "result_file_refs", "failures", *results.frame_outputs]:
         console.print(f"          {name:<17} {results.table(name).height:>8,} rows")
-    console.print(f"[bold]specs[/bold]   {results.spec_count:,}: {scalars.height:,} done, "
-                  f"{failures.height:,} failed")
+    console.print(
+        f"[bold]specs[/bold]   {results.spec_count:,}: {scalars.height:,} done, "
+        f"{failures.height:,} failed"
+    )
     if failures.height:
         console.print(failures.select("sort_index", "error_type", "message").head(5))
     climate = pl.col("weather_file").str.extract(r"([a-z]+)\.parquet$")
@@ -40,7 +42,9 @@ def summarise(run: ExperimentRun, console: Console, seconds: float) -> None:
         )
         .sort("climate", "economizer")
     )
-    table = Table(title="Mean annual loads [kWh/m2] and peak cooling [W/m2] by climate and economizer")
+    table = Table(
+        title="Mean annual loads [kWh/m2] and peak cooling [W/m2] by climate and economizer"
+    )
     for col in ("climate", "economizer", "buildings", "heating", "cooling", "peak cooling"):
         table.add_column(col, justify="left" if col in ("climate", "economizer") else "right")
     for row in summary.iter_rows():

@@ -93,7 +93,9 @@ def simulate_energy(spec: BuildingSpec, tempdir: Path) -> BuildingEnergy:
     )
 
 
-def sample_specs(n: int, *, seed: int = 0, climates: tuple[str, ...] = CLIMATES) -> list[BuildingSpec]:
+def sample_specs(
+    n: int, *, seed: int = 0, climates: tuple[str, ...] = CLIMATES
+) -> list[BuildingSpec]:
     """``n`` buildings drawn uniformly over the design space (reproducible for a seed).
 
     >>> [s.economizer for s in sample_specs(3, seed=1)]

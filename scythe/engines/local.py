@@ -15,6 +15,7 @@ becomes a ``failures`` row instead of being run again.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -42,7 +43,7 @@ from scythe.nodes import (
 )
 from scythe.registry import ExperimentRunnable, _load_runnable
 from scythe.scatter_gather import iter_terminal_nodes, plan_children
-from scythe.storage import Store, known_stores, remember_store
+from scythe.storage import known_stores, remember_store
 
 POLL_SECONDS = 0.2
 
@@ -63,7 +64,6 @@ def _mirror_environment(environment: dict[str, str]) -> None:
         if key not in environment:
             del os.environ[key]
     os.environ.update(environment)
-
 
 
 # Slots of a worker's shared progress array. Written by the worker at every
@@ -102,11 +102,12 @@ def _worker_main(conn: Connection, shared: Any) -> None:
             remember_store(store)
         try:
             inp = ScatterGatherInput.model_validate_json(node_json)
-            result = run_terminal_node(inp, crashed=crashed, progress=progress,
-                                       workflow_run_id=f"local:{inp.node.name}")
+            result = run_terminal_node(
+                inp, crashed=crashed, progress=progress, workflow_run_id=f"local:{inp.node.name}"
+            )
             shared[CURRENT_SPEC] = IDLE
             conn.send(("result", result.model_dump_json()))
-        except Exception as exc:  # noqa: BLE001 - reported to the driver, which retries the node
+        except Exception as exc:
             shared[CURRENT_SPEC] = IDLE
             conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
 
@@ -176,7 +177,9 @@ class Progress:
         if self._bar is not None and (done or failed):
             elapsed = max(time.monotonic() - self._started, 1e-9)
             rate = f"{(self.done + self.failed) / elapsed:,.0f} specs/s"
-            self._bar.update(self._task, completed=self.done + self.failed, failed=self.failed, rate=rate)
+            self._bar.update(
+                self._task, completed=self.done + self.failed, failed=self.failed, rate=rate
+            )
 
     def close(self) -> None:
         if self._bar is not None:
@@ -215,7 +218,9 @@ class LocalRunRef:
             self._finished.wait()
             raise
         if self._error is not None:
-            raise EngineError(f"run {self.run_id} failed in the local engine: {self._error}") from self._error
+            raise EngineError(
+                f"run {self.run_id} failed in the local engine: {self._error}"
+            ) from self._error
         assert self._summary is not None
         return self._summary
 
@@ -255,53 +260,76 @@ class LocalEngine:
         if self.slots == 0:
             return
         module_name, qualname = experiment.__module__, experiment.__qualname__
-        hint = ("define it at the top level of a module or script, or run in this process "
-                "with LocalEngine(slots=0)")
+        hint = (
+            "define it at the top level of a module or script, or run in this process "
+            "with LocalEngine(slots=0)"
+        )
         if "<locals>" in qualname:
-            raise RegistryError(f"experiment {experiment.name!r} is defined inside a function "
-                                f"({module_name}.{qualname}); worker processes cannot import it: {hint}")
+            raise RegistryError(
+                f"experiment {experiment.name!r} is defined inside a function "
+                f"({module_name}.{qualname}); worker processes cannot import it: {hint}"
+            )
         module = sys.modules.get(module_name)
         if module_name == "__main__" and not getattr(module, "__file__", None):
-            raise RegistryError(f"experiment {experiment.name!r} is defined in an interactive session "
-                                f"or exec'd code; worker processes cannot import it: {hint}")
+            raise RegistryError(
+                f"experiment {experiment.name!r} is defined in an interactive session "
+                f"or exec'd code; worker processes cannot import it: {hint}"
+            )
         try:
-            found = _load_runnable(module_name, qualname) if module_name != "__main__" else \
-                getattr(module, qualname, None)
-        except Exception as exc:  # noqa: BLE001 - reported with the hint below
-            raise RegistryError(f"experiment {experiment.name!r} cannot be imported from "
-                                f"{module_name}:{qualname} ({exc}): {hint}") from exc
+            found = (
+                _load_runnable(module_name, qualname)
+                if module_name != "__main__"
+                else getattr(module, qualname, None)
+            )
+        except Exception as exc:
+            raise RegistryError(
+                f"experiment {experiment.name!r} cannot be imported from "
+                f"{module_name}:{qualname} ({exc}): {hint}"
+            ) from exc
         if found is not experiment:
-            raise RegistryError(f"{module_name}:{qualname} is not experiment {experiment.name!r} "
-                                f"(the name was rebound?): {hint}")
+            raise RegistryError(
+                f"{module_name}:{qualname} is not experiment {experiment.name!r} "
+                f"(the name was rebound?): {hint}"
+            )
 
     def submit(self, root: ScatterGatherInput, experiment: ExperimentRunnable) -> LocalRunRef:
         ref = LocalRunRef(root.run_id)
         show = self.show_progress if self.show_progress is not None else sys.stderr.isatty()
         ref.progress = Progress(root.n_specs, show=show, label=experiment.name)
-        thread = threading.Thread(target=self._drive, args=(root, experiment, ref),
-                                  name=f"scythe-local-{root.run_id}", daemon=True)
+        thread = threading.Thread(
+            target=self._drive,
+            args=(root, experiment, ref),
+            name=f"scythe-local-{root.run_id}",
+            daemon=True,
+        )
         thread.start()
         return ref
 
     # ------------------------------------------------------------------ the tree
 
-    def _drive(self, root: ScatterGatherInput, experiment: ExperimentRunnable, ref: LocalRunRef) -> None:
+    def _drive(
+        self, root: ScatterGatherInput, experiment: ExperimentRunnable, ref: LocalRunRef
+    ) -> None:
         progress = ref.progress or Progress(root.n_specs, show=False, label=experiment.name)
         try:
             self._set_status(root, "running", None)
             terminal = self._run_terminal_nodes(root, experiment, ref, progress)
             if ref._cancel.is_set():
-                self._set_status(root, "cancelled", "cancelled; finished nodes are kept, resume to finish")
+                self._set_status(
+                    root, "cancelled", "cancelled; finished nodes are kept, resume to finish"
+                )
                 raise EngineError(f"run {root.run_id} was cancelled; resume it with run.resume()")
             root_result = self._gather(root, terminal)
             ref._summary = finalize_run(root, root_result)
-        except BaseException as exc:  # noqa: BLE001 - surfaced by ref.result()
+        except BaseException as exc:
             ref._error = exc
         finally:
             progress.close()
             ref._finished.set()
 
-    def _gather(self, inp: ScatterGatherInput, terminal: dict[str, ScatterGatherResult]) -> ScatterGatherResult:
+    def _gather(
+        self, inp: ScatterGatherInput, terminal: dict[str, ScatterGatherResult]
+    ) -> ScatterGatherResult:
         node = inp.node
         children = plan_children(node, inp.recursion_map)
         if not children:
@@ -316,8 +344,13 @@ class LocalEngine:
             for node in iter_terminal_nodes(root.n_specs, rmap)
         ]
 
-    def _run_terminal_nodes(self, root: ScatterGatherInput, experiment: ExperimentRunnable,
-                            ref: LocalRunRef, progress: Progress) -> dict[str, ScatterGatherResult]:
+    def _run_terminal_nodes(
+        self,
+        root: ScatterGatherInput,
+        experiment: ExperimentRunnable,
+        ref: LocalRunRef,
+        progress: Progress,
+    ) -> dict[str, ScatterGatherResult]:
         run = handle_for(root)
         results: dict[str, ScatterGatherResult] = {}
         todo: list[ScatterGatherInput] = []
@@ -334,8 +367,11 @@ class LocalEngine:
             for inp in todo:
                 if ref._cancel.is_set():
                     break
-                result = run_terminal_node(inp, workflow_run_id=f"local:{inp.node.name}",
-                                           progress=_in_process_progress(progress))
+                result = run_terminal_node(
+                    inp,
+                    workflow_run_id=f"local:{inp.node.name}",
+                    progress=_in_process_progress(progress),
+                )
                 results[result.node] = result
             return results
         if self._pool.lock.acquire(blocking=False):
@@ -360,8 +396,10 @@ class LocalEngine:
 
         run = handle_for(root)
         manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
-        run.store.put_bytes(run.layout.manifest, manifest.model_copy(
-            update={"status": status, "message": message}).to_yaml())
+        run.store.put_bytes(
+            run.layout.manifest,
+            manifest.model_copy(update={"status": status, "message": message}).to_yaml(),
+        )
 
 
 def _in_process_progress(progress: Progress) -> Callable[[str, int], None]:
@@ -394,14 +432,20 @@ class _WorkerPool:
     def _start_worker(self) -> _Worker:
         parent, child = self.context.Pipe(duplex=True)
         shared = self.context.Array("d", [IDLE, 0.0, 0.0, 0.0], lock=False)
-        process = self.context.Process(target=_worker_main, args=(child, shared), daemon=True,
-                                       name="scythe-local-worker")
+        process = self.context.Process(
+            target=_worker_main, args=(child, shared), daemon=True, name="scythe-local-worker"
+        )
         process.start()
         child.close()
         return _Worker(process=process, conn=parent, shared=shared)
 
-    def run(self, todo: list[ScatterGatherInput], experiment: ExperimentRunnable, progress: Progress,
-            cancel: threading.Event) -> dict[str, ScatterGatherResult]:
+    def run(
+        self,
+        todo: list[ScatterGatherInput],
+        experiment: ExperimentRunnable,
+        progress: Progress,
+        cancel: threading.Event,
+    ) -> dict[str, ScatterGatherResult]:
         """Run terminal nodes until all are done or the run is cancelled."""
         self.retries = experiment.options.retries
         self.timeout = experiment.options.resolved_execution_timeout().total_seconds()
@@ -447,10 +491,13 @@ class _WorkerPool:
             elif worker.spec is not None and now - worker.shared[STARTED_AT] > self.timeout:
                 worker.process.kill()
                 worker.process.join()
-                self._replace(worker, pending, f"exceeded the execution timeout of {self.timeout:g} s")
+                self._replace(
+                    worker, pending, f"exceeded the execution timeout of {self.timeout:g} s"
+                )
 
-    def _receive(self, worker: _Worker, pending: deque[_NodeState],
-                 results: dict[str, ScatterGatherResult]) -> None:
+    def _receive(
+        self, worker: _Worker, pending: deque[_NodeState], results: dict[str, ScatterGatherResult]
+    ) -> None:
         try:
             while worker.conn.poll():
                 message = worker.conn.recv()
@@ -470,8 +517,9 @@ class _WorkerPool:
                     if state.attempts <= self.retries:
                         pending.append(state)
                         return
-                    raise EngineError(f"node {state.inp.node.name} failed {state.attempts} time(s): "
-                                      f"{text}\n{tb}")
+                    raise EngineError(
+                        f"node {state.inp.node.name} failed {state.attempts} time(s): {text}\n{tb}"
+                    )
         except (EOFError, OSError):
             self._replace(worker, pending)
 
@@ -491,7 +539,9 @@ class _WorkerPool:
         self.progress.add(-state.reported[0], -state.reported[1])
         state.reported = (0, 0)
 
-    def _replace(self, worker: _Worker, pending: deque[_NodeState], reason: str | None = None) -> None:
+    def _replace(
+        self, worker: _Worker, pending: deque[_NodeState], reason: str | None = None
+    ) -> None:
         """A worker died under a node: charge the running spec, restart the worker, requeue the node."""
         state = worker.state
         assert state is not None
@@ -513,7 +563,7 @@ class _WorkerPool:
             raise EngineError(
                 f"node {state.inp.node.name}: {reason} outside any spec, {state.attempts} time(s). "
                 "Worker processes import the experiment's module: a script that allocates must "
-                "do so under `if __name__ == \"__main__\":`"
+                'do so under `if __name__ == "__main__":`'
             )
         index = self.workers.index(worker)
         self.workers[index] = self._start_worker()
@@ -526,10 +576,8 @@ class _WorkerPool:
 
     def _shutdown(self) -> None:
         for worker in self.workers:
-            try:
+            with contextlib.suppress(OSError, ValueError):  # already gone
                 worker.conn.send(None)
-            except (OSError, ValueError):
-                pass
         deadline = time.monotonic() + 5
         for worker in self.workers:
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
