@@ -65,7 +65,9 @@ def _load_runnable(module: str, qualname: str) -> ExperimentRunnable:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if not isinstance(obj, ExperimentRunnable):
-        raise RegistryError(f"{module}:{qualname} is a {type(obj).__name__}, not a registered experiment")
+        raise RegistryError(
+            f"{module}:{qualname} is a {type(obj).__name__}, not a registered experiment"
+        )
     return obj
 
 
@@ -106,8 +108,9 @@ class ExperimentRunnable:
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return (f"<experiment {self.name!r}: {self.input_spec.__name__} -> "
-                f"{self.output_spec.__name__}>")
+        return (
+            f"<experiment {self.name!r}: {self.input_spec.__name__} -> {self.output_spec.__name__}>"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by reference so worker processes import the user's module.
@@ -156,7 +159,8 @@ def inspect_signature(
         raise RegistryError(f"cannot resolve the annotations of {where}: {exc}") from exc
     params = list(inspect.signature(fn).parameters.values())
     input_params = [
-        p.name for p in params
+        p.name
+        for p in params
         if isinstance(hints.get(p.name), type) and issubclass(hints[p.name], ExperimentInputSpec)
     ]
     if len(input_params) != 1:
@@ -167,11 +171,16 @@ def inspect_signature(
     wants_tempdir = TEMPDIR_PARAMETER in {p.name for p in params}
     if wants_tempdir and hints.get(TEMPDIR_PARAMETER) not in (Path, None):
         raise RegistryError(f"{where}: parameter 'tempdir' must be annotated Path")
-    extra = [p.name for p in params if p.name not in (*input_params, TEMPDIR_PARAMETER)
-             and p.default is inspect.Parameter.empty]
+    extra = [
+        p.name
+        for p in params
+        if p.name not in (*input_params, TEMPDIR_PARAMETER) and p.default is inspect.Parameter.empty
+    ]
     if extra:
-        raise RegistryError(f"{where}: parameters {extra} have no default; Scythe passes only "
-                            "the input spec and 'tempdir'")
+        raise RegistryError(
+            f"{where}: parameters {extra} have no default; Scythe passes only "
+            "the input spec and 'tempdir'"
+        )
     output = hints.get("return")
     if not (isinstance(output, type) and issubclass(output, ExperimentOutputSpec)):
         raise RegistryError(
@@ -188,7 +197,7 @@ class ExperimentRegistry:
     _workflows: typing.ClassVar[dict[str, Any]] = {}  # Hatchet workflows served next to experiments
 
     @classmethod
-    def Register(  # noqa: N802 - the original Scythe's name
+    def Register(
         cls,
         name: str | None = None,
         *,
@@ -235,7 +244,7 @@ class ExperimentRegistry:
         return decorate
 
     @classmethod
-    def Include(cls, runnable: Any) -> Any:  # noqa: N802
+    def Include(cls, runnable: Any) -> Any:
         """Register an existing runnable experiment, or a Hatchet ``Standalone``/``Workflow``.
 
         A Hatchet workflow is kept by name and served by ``scythe worker`` (leaf
@@ -244,8 +253,10 @@ class ExperimentRegistry:
         if _is_hatchet_workflow(runnable):
             return cls._include_workflow(runnable)
         if not isinstance(runnable, ExperimentRunnable):
-            raise RegistryError(f"cannot include {runnable!r}: not a registered experiment "
-                                "nor a Hatchet Standalone or Workflow")
+            raise RegistryError(
+                f"cannot include {runnable!r}: not a registered experiment "
+                "nor a Hatchet Standalone or Workflow"
+            )
         existing = cls._experiments.get(runnable.name)
         if existing is not None and existing.reference != runnable.reference:
             raise DuplicateExperimentError(
@@ -276,7 +287,9 @@ class ExperimentRegistry:
             return cls._experiments[name]
         except KeyError:
             known = ", ".join(sorted(cls._experiments)) or "none"
-            raise RegistryError(f"no experiment named {name!r} is registered (registered: {known})") from None
+            raise RegistryError(
+                f"no experiment named {name!r} is registered (registered: {known})"
+            ) from None
 
     @classmethod
     def names(cls) -> list[str]:

@@ -15,6 +15,7 @@ import base64
 import json
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -582,6 +583,39 @@ def test_allocate_checks_the_connection_and_the_experiment_before_writing(
         ExperimentRegistry.unregister("hatchet_local_function")
 
     assert local_store.list_keys() == []
+
+
+class BlockedRoot:
+    """A root run that finishes, failing, when released."""
+
+    workflow_run_id = "blocked-root"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def result(self) -> None:
+        self.release.wait(30)
+        raise RuntimeError("root failed: boom")
+
+
+def test_run_ref_times_out_then_reports_a_failed_root_with_a_resume_hint() -> None:
+    root = ScatterGatherInput(
+        storage_uri="/nowhere",
+        run_id="e/v1.0.0/t",
+        experiment="probe",
+        experiment_ref=probe.reference,
+        n_specs=1,
+        recursion_map=RecursionMap(),
+    )
+    blocked = BlockedRoot()
+    ref = hx.HatchetRunRef(root, blocked)
+
+    with pytest.raises(TimeoutError, match=r"still running after 0\.1 s"):
+        ref.result(timeout=0.1)
+    blocked.release.set()
+    with pytest.raises(EngineError, match=r"failed on Hatchet.*root failed: boom.*resume"):
+        ref.result(timeout=10)
+    assert ref.done() and isinstance(ref, RunRef)
 
 
 def test_hatchet_engine_is_found_by_name_and_does_not_wait() -> None:

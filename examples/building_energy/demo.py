@@ -54,7 +54,7 @@ def summarise(run: ExperimentRun, console: Console, seconds: float) -> None:
 
 
 def main(n: int = 1000, *, seed: int = 0, storage: str | None = None) -> ExperimentRun:
-    console = Console()
+    console = Console(highlight=False)
     console.print(f"Allocating {n:,} building simulations on the local engine...")
     started = time.perf_counter()
     run, ref = BaseExperiment(runnable=simulate_energy, storage=storage).allocate(
