@@ -31,13 +31,18 @@ _LAZY = {
     "ScatterGatherInput": "scythe.nodes",
     "ScatterGatherResult": "scythe.nodes",
     "LocalEngine": "scythe.engines.local",
+    "HatchetEngine": "scythe.engines.hatchet",
+    "ScytheWorkerConfig": "scythe.worker",
+    "ScytheWorkerLabel": "scythe.worker",
 }
 
 if TYPE_CHECKING:
+    from scythe.engines.hatchet import HatchetEngine
     from scythe.engines.local import LocalEngine
     from scythe.experiments import BaseExperiment, ExperimentRun, Results, VersionedExperiment
     from scythe.nodes import ScatterGatherInput, ScatterGatherResult
     from scythe.versions import SemVer
+    from scythe.worker import ScytheWorkerConfig, ScytheWorkerLabel
 
 
 def __getattr__(name: str) -> Any:
@@ -57,12 +62,15 @@ __all__ = [
     "ExperimentRegistry",
     "ExperimentRun",
     "FileReference",
+    "HatchetEngine",
     "LocalEngine",
     "OptionalFileReference",
     "RecursionMap",
     "Results",
     "ScatterGatherInput",
     "ScatterGatherResult",
+    "ScytheWorkerConfig",
+    "ScytheWorkerLabel",
     "SemVer",
     "VersionedExperiment",
     "__version__",
