@@ -6,6 +6,7 @@ compiles spec classes into table schemas.
 
 from __future__ import annotations
 
+import functools
 import typing
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     FileUrl,
     HttpUrl,
+    TypeAdapter,
     UrlConstraints,
     ValidationError,
 )
@@ -172,6 +174,11 @@ def _field_location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "<spec>"
 
 
+@functools.lru_cache(maxsize=64)
+def _list_adapter(spec_type: type[SpecT]) -> TypeAdapter[list[SpecT]]:
+    return TypeAdapter(list[spec_type])  # type: ignore[valid-type]
+
+
 def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
     """Validate ``items`` (spec instances or dicts) as ``spec_type``, reporting every problem.
 
@@ -187,8 +194,9 @@ def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
     scythe.errors.SpecValidationError: 1 invalid spec(s) of Building:
       spec 0 field 'r_value' = -3.0: Input should be greater than or equal to 0 (Building.r_value)
     """
-    valid: list[SpecT] = []
+    items = list(items)
     problems: list[tuple[int | None, str, object, str]] = []
+    data: list[Any] = []
     for i, item in enumerate(items):
         if isinstance(item, BaseModel) and not isinstance(item, spec_type):
             problems.append(
@@ -199,14 +207,17 @@ def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
                     f"is a {type(item).__name__}, not a {spec_type.__name__}",
                 )
             )
-            continue
         # A shallow copy of the fields: the caller's object is never touched.
-        data = dict(item.__dict__) if isinstance(item, BaseModel) else item
-        try:
-            valid.append(spec_type.model_validate(data))
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                problems.append((i, _field_location(err["loc"]), err.get("input"), err["msg"]))
+        data.append(dict(item.__dict__) if isinstance(item, BaseModel) else item)
+    valid: list[SpecT] = []
+    try:
+        # One call for the whole list: much faster than one per spec.
+        valid = _list_adapter(spec_type).validate_python(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            i, *loc = err["loc"]
+            problems.append((int(i), _field_location(tuple(loc)), err.get("input"), err["msg"]))
+    problems.sort(key=lambda p: p[0] if p[0] is not None else -1)
     if problems:
         lines = [
             f"  spec {i} field {field!r} = {value!r}: {msg} ({spec_type.__name__}.{field})"

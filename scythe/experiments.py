@@ -66,18 +66,23 @@ from scythe.versions import SemVer, VersionBump, resolve_version
 __all__ = ["BaseExperiment", "ExperimentRun", "LocalEngine", "Results", "VersionedExperiment"]
 
 MAX_TERMINAL_SPECS = 1000
+# Scalar-only outputs are a few values per spec: bigger nodes, fewer fixed costs.
+MAX_TERMINAL_SPECS_SCALAR_ONLY = 5000
 
 
 class UnfinishedRunWarning(UserWarning):
     """Results were read from a run that is not complete or partial."""
 
 
-def default_recursion_map(n_specs: int, parallelism: int, *, max_factor: int = 100) -> RecursionMap:
+def default_recursion_map(
+    n_specs: int, parallelism: int, *, max_factor: int = 100, max_node: int = MAX_TERMINAL_SPECS
+) -> RecursionMap:
     """A tree with enough terminal nodes to keep ``parallelism`` workers busy.
 
-    Terminal nodes hold about ``n / (4 · parallelism)`` specs (at most 1,000),
-    so a slow node does not leave the other workers idle at the end, while
-    each node's fixed costs (validation, one file per table) stay amortised.
+    Terminal nodes hold about ``n / (4 · parallelism)`` specs (at most
+    ``max_node``), so a slow node does not leave the other workers idle at the
+    end, while each node's fixed costs (validation, one file per table) stay
+    amortised.
     The tree is as shallow as a branching factor of at most ``max_factor`` allows.
 
     >>> default_recursion_map(1000, 2)
@@ -87,7 +92,7 @@ def default_recursion_map(n_specs: int, parallelism: int, *, max_factor: int = 1
     >>> default_recursion_map(8, 8)
     RecursionMap(factor=7, max_depth=1, path=())
     """
-    target = max(1, min(MAX_TERMINAL_SPECS, math.ceil(n_specs / (4 * max(parallelism, 1)))))
+    target = max(1, min(max_node, math.ceil(n_specs / (4 * max(parallelism, 1)))))
     nodes = math.ceil(n_specs / target)
     if nodes <= 1:
         return RecursionMap(factor=max_factor, max_depth=0)
@@ -257,7 +262,8 @@ class BaseExperiment:
         if check is not None:
             check(runnable)
         parallelism = getattr(run_engine, "slots", 0) or 1
-        rmap = recursion_map or default_recursion_map(len(parsed), parallelism)
+        max_node = MAX_TERMINAL_SPECS if schema.dataframes else MAX_TERMINAL_SPECS_SCALAR_ONLY
+        rmap = recursion_map or default_recursion_map(len(parsed), parallelism, max_node=max_node)
         if rmap.path:
             raise SpecValidationError(
                 f"recursion_map.path must be empty at allocation, got {rmap.path}"

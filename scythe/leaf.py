@@ -233,6 +233,12 @@ def _result(
     return LeafResult(spec.sort_index, index, scalars=scalars, file_refs=file_refs, frames=frames)
 
 
+def _set_run_ids(spec: ExperimentInputSpec, ctx: LeafContext) -> None:
+    # Plain field writes (str | None, no validators): skip pydantic's slower __setattr__.
+    spec.__dict__["workflow_run_id"] = ctx.workflow_run_id
+    spec.__dict__["root_workflow_run_id"] = ctx.root_workflow_run_id
+
+
 def run_leaf(
     experiment: ExperimentRunnable,
     schema: ExperimentSchema,
@@ -250,8 +256,7 @@ def run_leaf(
     ``before_attempt(attempt)`` is called before each try (engines time each try).
     The spec's engine run ids are set from ``ctx``: engines pass specs they own.
     """
-    spec.workflow_run_id = ctx.workflow_run_id
-    spec.root_workflow_run_id = ctx.root_workflow_run_id
+    _set_run_ids(spec, ctx)
     tries = experiment.options.retries + 1 if tries is None else tries
     last: BaseException | None = None
     for attempt in range(first_attempt, first_attempt + tries):
@@ -285,8 +290,7 @@ def crashed_leaf(
     error_type: str = "WorkerDied",
 ) -> LeafResult:
     """The failure row of a spec whose worker process died under it too often."""
-    spec.workflow_run_id = ctx.workflow_run_id
-    spec.root_workflow_run_id = ctx.root_workflow_run_id
+    _set_run_ids(spec, ctx)
     return LeafResult(
         spec.sort_index,
         _safe_index(spec, schema),

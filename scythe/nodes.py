@@ -33,7 +33,7 @@ from scythe.layout import RunLayout, RunManifest
 from scythe.leaf import LeafContext, LeafResult, crashed_leaf, leaf_rows, run_leaf
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _load_runnable
 from scythe.scatter_gather import RecursionMap, TreeNode, node_for
-from scythe.schema import FAILURES, ExperimentSchema, compile_experiment
+from scythe.schema import FAILURES, SCALARS, ExperimentSchema, compile_experiment
 from scythe.storage import Store, open_store
 
 ROOT_COMMITTER = "root"
@@ -219,8 +219,8 @@ def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl
         parts = [r.frames[name] for r in results if r.ok and name in r.frames]
         frames[name] = pl.concat(parts, how="vertical") if parts else table.empty_frame()
     for name, table in schema.result_tables.items():
-        if name == FAILURES:
-            continue
+        if name == FAILURES or (name != SCALARS and not table.values):
+            continue  # an index-only table holds the same index values scalars was checked on
         _, bad = tables.split_invalid(frames[name], table)
         for s, message in bad.items():
             invalid.setdefault(s, message)
