@@ -175,7 +175,7 @@ def _field_location(loc: tuple[Any, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _list_adapter(spec_type: type[SpecT]) -> TypeAdapter[list[SpecT]]:
+def list_adapter(spec_type: type[SpecT]) -> TypeAdapter[list[SpecT]]:
     return TypeAdapter(list[spec_type])  # type: ignore[valid-type]
 
 
@@ -212,7 +212,7 @@ def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
     valid: list[SpecT] = []
     try:
         # One call for the whole list: much faster than one per spec.
-        valid = _list_adapter(spec_type).validate_python(data)
+        valid = list_adapter(spec_type).validate_python(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             i, *loc = err["loc"]

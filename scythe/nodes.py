@@ -28,6 +28,7 @@ from deltalake import DeltaTable
 from pydantic import BaseModel, Field
 
 from scythe import tables
+from scythe.base import list_adapter
 from scythe.errors import ScytheError
 from scythe.layout import RunLayout, RunManifest
 from scythe.leaf import LeafContext, LeafResult, crashed_leaf, leaf_rows, run_leaf
@@ -120,9 +121,10 @@ def write_batch(store: Store, layout: RunLayout, node: str, frame: pl.DataFrame)
 
 
 def read_batch(run: RunHandle, node: str) -> list[Any]:
+    """The specs of a terminal node, parsed from its batch file in one call."""
     frame = pl.read_parquet(io.BytesIO(run.store.get_bytes(run.layout.batch(node))))
-    parse = run.experiment.input_spec.model_validate_json
-    return [parse(s) for s in frame.get_column("spec_json").to_list()]
+    array = "[" + ",".join(frame.get_column("spec_json").to_list()) + "]"
+    return list_adapter(run.experiment.input_spec).validate_json(array)
 
 
 def stored_result(run: RunHandle, node: str) -> ScatterGatherResult | None:
