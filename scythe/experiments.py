@@ -41,7 +41,7 @@ from scythe.engines import Engine, RunRef, get_engine
 from scythe.engines.local import LocalEngine
 from scythe.errors import RunNotFoundError, SpecValidationError
 from scythe.layout import RunLayout, RunManifest, run_time_folder
-from scythe.leaf import _uri_of, index_values
+from scythe.leaf import index_values, uri_of
 from scythe.nodes import ScatterGatherInput, resolve_experiment, write_batch
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, iter_terminal_nodes
@@ -356,7 +356,7 @@ class BaseExperiment:
             field_name, digest, name = key
             target = layout.artifact(field_name, digest, name)
             store.upload_file(path, target)
-            uris[key] = _uri_of(store, target)
+            uris[key] = uri_of(store, target)
         return uris
 
     @staticmethod

@@ -108,7 +108,8 @@ def failure_row(
 # --------------------------------------------------------------------------- files
 
 
-def _uri_of(store: Store, key: str) -> str:
+def uri_of(store: Store, key: str) -> str:
+    """The URI stored in tables for ``key``: ``s3://...``, or ``file://...`` for a local store."""
     uri = store.uri(key)
     return uri if "://" in uri else Path(uri).as_uri()
 
@@ -168,7 +169,7 @@ def upload_outputs(
                 raise LeafError(f"output {name!r} = {str(value)!r} is not a file")
             key = f"{ctx.run_key}/results/{name}/{sort_index}/{value.name}"
             ctx.store.upload_file(value, key)
-            uris[name] = _uri_of(ctx.store, key)
+            uris[name] = uri_of(ctx.store, key)
         else:
             uris[name] = file_reference_uri(value)
     return uris

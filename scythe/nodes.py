@@ -32,7 +32,7 @@ from scythe.base import list_adapter
 from scythe.errors import ScytheError
 from scythe.layout import RunLayout, RunManifest
 from scythe.leaf import LeafContext, LeafResult, crashed_leaf, leaf_rows, run_leaf
-from scythe.registry import ExperimentRegistry, ExperimentRunnable, _load_runnable
+from scythe.registry import ExperimentRegistry, ExperimentRunnable, load_runnable
 from scythe.scatter_gather import RecursionMap, TreeNode, node_for
 from scythe.schema import FAILURES, SCALARS, ExperimentSchema, compile_experiment
 from scythe.storage import Store, open_store
@@ -86,7 +86,7 @@ def resolve_experiment(name: str, reference: str) -> ExperimentRunnable:
         return ExperimentRegistry.get(name)
     except ScytheError:
         module, _, qualname = reference.partition(":")
-        return _load_runnable(module, qualname)
+        return load_runnable(module, qualname)
 
 
 def compile_run_schema(experiment: ExperimentRunnable, manifest: RunManifest) -> ExperimentSchema:

@@ -60,7 +60,8 @@ class ExperimentOptions:
         return timeout_settings().SCHEDULE
 
 
-def _load_runnable(module: str, qualname: str) -> ExperimentRunnable:
+def load_runnable(module: str, qualname: str) -> ExperimentRunnable:
+    """Import the registered experiment at ``module:qualname`` (how workers find it)."""
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
@@ -114,7 +115,7 @@ class ExperimentRunnable:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by reference so worker processes import the user's module.
-        return (_load_runnable, (self.__module__, self.__qualname__))
+        return (load_runnable, (self.__module__, self.__qualname__))
 
     @property
     def hatchet_task(self) -> Any:

@@ -41,7 +41,7 @@ from scythe.nodes import (
     run_terminal_node,
     stored_result,
 )
-from scythe.registry import ExperimentRunnable, _load_runnable
+from scythe.registry import ExperimentRunnable, load_runnable
 from scythe.scatter_gather import iter_terminal_nodes, plan_children
 from scythe.storage import known_stores, remember_store
 
@@ -277,7 +277,7 @@ class LocalEngine:
             )
         try:
             found = (
-                _load_runnable(module_name, qualname)
+                load_runnable(module_name, qualname)
                 if module_name != "__main__"
                 else getattr(module, qualname, None)
             )
