@@ -153,14 +153,17 @@ class ExperimentOutputSpec(BaseSpec):
     - ``FileReference`` fields go to ``result_file_refs`` as URIs;
     - fields typed ``pandera.typing.polars.DataFrame[Model]`` each get a table
       of their own, with the model's columns;
-    - ``dataframes`` holds extra, undeclared frames by name.
+    - ``dataframes`` holds extra, undeclared frames by name. They have no
+      compiled schema, so runs do not store them yet: a leaf that returns any
+      becomes a ``failures`` row saying so (declare a ``DataFrame[Model]``
+      field instead).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     dataframes: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra frames by name (polars or pandas), one table each.",
+        description="Extra, undeclared frames by name (not stored by runs yet).",
         exclude=True,
     )
 

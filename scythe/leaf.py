@@ -226,6 +226,14 @@ def _result(
             f"{experiment.name} returned {type(output).__name__}, expected "
             f"{experiment.output_spec.__name__} (spec {spec.sort_index})"
         )
+    if output.dataframes:
+        # Undeclared frames have no compiled schema and no table yet: refuse, never drop.
+        raise LeafError(
+            f"{experiment.name} returned undeclared frames {sorted(output.dataframes)} in "
+            "`dataframes`, which are not stored; declare each as a field typed "
+            "pandera.typing.polars.DataFrame[Model] on "
+            f"{experiment.output_spec.__name__}"
+        )
     scalars = {c.name: cell(getattr(output, c.name)) for c in schema.scalars.values}
     file_refs = upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
     frames = {

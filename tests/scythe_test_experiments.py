@@ -42,6 +42,7 @@ class Probe(ExperimentInputSpec):
         "slow",
         "bad_frame",
         "bad_scalar",
+        "extra_frames",
     ] = "ok"
     floors: int | None = None
     when: datetime = datetime(2026, 1, 1, tzinfo=UTC)
@@ -98,7 +99,9 @@ def probe(spec: Probe, tempdir: Path) -> ProbeOut:
     # model_construct skips validation: these modes stand for outputs that slipped past it
     unchecked = spec.mode in ("bad_output", "bad_frame", "bad_scalar")
     out_cls = ProbeOut.model_construct if unchecked else ProbeOut
+    extra = {"loose": pl.DataFrame({"a": [1]})} if spec.mode == "extra_frames" else {}
     return out_cls(
+        dataframes=extra,
         y=y,
         floors_out=spec.floors,
         label=f"s{spec.sort_index}",

@@ -354,3 +354,13 @@ def test_timeout_kills_an_overrunning_spec_and_records_it(experiment):
     failure = run.results().failures.row(0, named=True)
     assert failure["sort_index"] == 1 and failure["error_type"] == "WorkerDied"
     assert "execution timeout" in failure["message"]
+
+
+def test_undeclared_extra_frames_fail_their_spec_instead_of_vanishing(experiment):
+    run, ref = experiment.allocate(
+        specs_with({2: "extra_frames"}, n=4), engine=LocalEngine(slots=0)
+    )
+    assert ref.result().status == "partial"
+    failure = run.results().failures.row(0, named=True)
+    assert failure["sort_index"] == 2 and failure["error_type"] == "LeafError"
+    assert "undeclared frames ['loose']" in failure["message"]
