@@ -10,6 +10,7 @@ import time
 
 import polars as pl
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from examples.building_energy.experiment import sample_specs, simulate_energy
@@ -43,7 +44,7 @@ def summarise(run: ExperimentRun, console: Console, seconds: float) -> None:
         .sort("climate", "economizer")
     )
     table = Table(
-        title="Mean annual loads [kWh/m2] and peak cooling [W/m2] by climate and economizer"
+        title=escape("Mean annual loads [kWh/m2] and peak cooling [W/m2] by climate and economizer")
     )
     for col in ("climate", "economizer", "buildings", "heating", "cooling", "peak cooling"):
         table.add_column(col, justify="left" if col in ("climate", "economizer") else "right")
