@@ -364,3 +364,31 @@ def test_undeclared_extra_frames_fail_their_spec_instead_of_vanishing(experiment
     failure = run.results().failures.row(0, named=True)
     assert failure["sort_index"] == 2 and failure["error_type"] == "LeafError"
     assert "undeclared frames ['loose']" in failure["message"]
+
+
+def test_a_node_that_fails_leaves_the_run_incomplete_and_resumable(experiment, monkeypatch):
+    import scythe.nodes as nodes_module
+    from scythe.errors import EngineError
+
+    real_read_batch = nodes_module.read_batch
+
+    def flaky_read_batch(run, node):
+        if node == "1":
+            raise OSError("storage went away")
+        return real_read_batch(run, node)
+
+    monkeypatch.setattr(nodes_module, "read_batch", flaky_read_batch)
+    run, ref = experiment.allocate(
+        specs_with({}, n=9),
+        recursion_map=RecursionMap(factor=3, max_depth=1),
+        wait=False,
+        engine=LocalEngine(slots=0),
+    )
+    with pytest.raises(EngineError, match="storage went away"):
+        ref.result(timeout=60)
+    manifest = run.manifest
+    assert manifest.status == "incomplete" and "resume" in manifest.message
+    monkeypatch.setattr(nodes_module, "read_batch", real_read_batch)
+    assert run.resume(engine=LocalEngine(slots=0)).result().status == "complete"
+    done, failed = outcome_indices(run.results())
+    assert done == list(range(9)) and failed == []

@@ -323,6 +323,11 @@ class LocalEngine:
             ref._summary = finalize_run(root, root_result)
         except BaseException as exc:
             ref._error = exc
+            if not ref._cancel.is_set():
+                with contextlib.suppress(Exception):  # the storage itself may be what failed
+                    self._set_status(
+                        root, "incomplete", f"{type(exc).__name__}: {exc}"[:2000] + "; resume it"
+                    )
         finally:
             progress.close()
             ref._finished.set()
