@@ -185,9 +185,10 @@ def list_adapter(spec_type: type[SpecT]) -> TypeAdapter[list[SpecT]]:
 def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
     """Validate ``items`` (spec instances or dicts) as ``spec_type``, reporting every problem.
 
-    Instances are re-validated from their field values, so the caller's objects
-    are never mutated. One :class:`~scythe.errors.SpecValidationError` lists
-    every invalid spec with its position, field and value.
+    Dicts become new specs; instances of ``spec_type`` are returned as they are
+    (pydantic validated them when they were built; callers must not modify
+    them). One :class:`~scythe.errors.SpecValidationError` lists every invalid
+    spec with its position, field and value.
 
     >>> class Building(ExperimentInputSpec):
     ...     r_value: float = Field(..., ge=0)
@@ -210,8 +211,8 @@ def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
                     f"is a {type(item).__name__}, not a {spec_type.__name__}",
                 )
             )
-        # A shallow copy of the fields: the caller's object is never touched.
-        data.append(dict(item.__dict__) if isinstance(item, BaseModel) else item)
+            item = dict(item.__dict__)  # still report its field problems below
+        data.append(item)
     valid: list[SpecT] = []
     try:
         # One call for the whole list: much faster than one per spec.

@@ -37,19 +37,19 @@ from deltalake import write_deltalake
 
 from scythe import tables
 from scythe.base import ExperimentInputSpec, parse_specs
+from scythe.batches import check_specs_frame, specs_frame, write_batch
 from scythe.engines import Engine, RunRef, get_engine
 from scythe.engines.local import LocalEngine
 from scythe.errors import RunNotFoundError, SpecValidationError
 from scythe.layout import RunLayout, RunManifest, run_time_folder
-from scythe.leaf import index_values, uri_of
-from scythe.nodes import ScatterGatherInput, resolve_experiment, write_batch
+from scythe.leaf import uri_of
+from scythe.nodes import ScatterGatherInput, resolve_experiment
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, iter_terminal_nodes
 from scythe.schema import (
     FAILURES,
     FILE_REFS,
     SCALARS,
-    SPEC_JSON,
     SPECS,
     ExperimentSchema,
     TableSchema,
@@ -248,14 +248,16 @@ class BaseExperiment:
         if not parsed:
             raise SpecValidationError(f"no specs to allocate for {self.name!r}")
         if overwrite_sort_index:
-            for i, spec in enumerate(parsed):
-                spec.sort_index = i
+            sort_index = list(range(len(parsed)))
         else:
             _check_unique_sort_index(parsed)
+            sort_index = [s.sort_index for s in parsed]
         features = computed_feature_types(parsed)
         schema = compile_experiment(
             runnable.input_spec, runnable.output_spec, computed_features=features
         )
+        frame = specs_frame(parsed, schema, sort_index)
+        check_specs_frame(frame, schema)
         artifacts = _scan_artifacts(parsed, schema.input_file_fields)
         run_engine = get_engine(engine)
         check = getattr(run_engine, "check", None)
@@ -276,12 +278,15 @@ class BaseExperiment:
         )
         layout = RunLayout(manifest.run_id)
         uploaded = self._upload_artifacts(store, layout, artifacts)
-        for i, spec in enumerate(parsed):  # our own copies (parse_specs)
-            spec.experiment_id = manifest.run_id
-            for name, key in artifacts.by_spec[i].items():
-                setattr(spec, name, uploaded[key])
-        parsed.sort(key=lambda s: s.sort_index)
-        self._write_specs(store, layout, schema, parsed, rmap)
+        frame = frame.with_columns(pl.lit(manifest.run_id).alias("experiment_id"))
+        for name in schema.input_file_fields:
+            if any(name in entry for entry in artifacts.by_spec):
+                column = frame.get_column(name).to_list()
+                for i, entry in enumerate(artifacts.by_spec):
+                    if name in entry:
+                        column[i] = uploaded[entry[name]]
+                frame = frame.with_columns(pl.Series(name, column, dtype=pl.String))
+        self._write_specs(store, layout, schema, frame.sort("sort_index"), rmap)
         store.put_bytes(
             layout.io_spec,
             yaml.safe_dump(
@@ -364,11 +369,10 @@ class BaseExperiment:
         store: Store,
         layout: RunLayout,
         schema: ExperimentSchema,
-        specs: list[ExperimentInputSpec],
+        frame: pl.DataFrame,
         rmap: RecursionMap,
     ) -> None:
-        rows = [{**index_values(s, schema), SPEC_JSON: s.model_dump_json()} for s in specs]
-        frame = tables.conform(tables.frame_from_rows(rows, schema.specs), schema.specs)
+        """Write the ``specs`` table and one batch per terminal node (rows in ``sort_index`` order)."""
         write_deltalake(
             store.table_uri(layout.specs),
             frame.to_arrow().cast(schema.specs.arrow_schema()),
@@ -376,15 +380,10 @@ class BaseExperiment:
             storage_options=store.storage_options(),
             name="specs",
         )
-        by_position = frame.select("sort_index", SPEC_JSON)
-        for node in iter_terminal_nodes(len(specs), rmap):
+        for node in iter_terminal_nodes(frame.height, rmap):
             positions = node.positions
-            batch = (
-                by_position.slice(0, 0)
-                if not len(positions)
-                else by_position.gather(list(positions))
-            )
-            write_batch(store, layout, node.name, batch)
+            batch = frame.clear() if not len(positions) else frame.gather(list(positions))
+            write_batch(store, layout.batch(node.name), batch)
 
 
 def _check_unique_sort_index(specs: Sequence[ExperimentInputSpec]) -> None:

@@ -74,7 +74,7 @@ def cell(value: Any) -> Any:
     return value
 
 
-_PLAIN = (int, float, str, bool, type(None))
+PLAIN_TYPES = (int, float, str, bool, type(None))
 
 
 def index_values(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def index_values(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[st
     row = {}
     for name in schema.index_names:
         value = values[name]
-        row[name] = value if type(value) in _PLAIN else cell(value)
+        row[name] = value if type(value) in PLAIN_TYPES else cell(value)
     return row
 
 
@@ -201,10 +201,11 @@ def call_once(
     schema: ExperimentSchema,
     spec: ExperimentInputSpec,
     ctx: LeafContext,
+    index: dict[str, Any] | None = None,
 ) -> LeafResult:
     """Run the function once on ``spec``; raise whatever goes wrong."""
     local_spec = localize_inputs(spec, schema.input_file_fields, ctx.cache_dir)
-    index = index_values(spec, schema)
+    index = index if index is not None else index_values(spec, schema)
     if experiment.wants_tempdir:
         with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
             output = experiment.call(local_spec, Path(tmp))
@@ -257,26 +258,36 @@ def run_leaf(
     tries: int | None = None,
     first_attempt: int = 1,
     before_attempt: Callable[[int], None] | None = None,
+    index: dict[str, Any] | None = None,
 ) -> LeafResult:
     """Run one spec with retries; never raises for a failure of the spec itself.
 
     ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
     ``tries=1`` and the attempt number they are on as ``first_attempt``.
     ``before_attempt(attempt)`` is called before each try (engines time each try).
-    The spec's engine run ids are set from ``ctx``: engines pass specs they own.
+    ``index`` is the spec's index row when the engine has it already (from its
+    batch); its run ids are replaced by ``ctx``'s. The spec's engine run ids are
+    set from ``ctx`` too: engines pass specs they own.
     """
     _set_run_ids(spec, ctx)
+    if index is not None:
+        index = {
+            **index,
+            "workflow_run_id": ctx.workflow_run_id,
+            "root_workflow_run_id": ctx.root_workflow_run_id,
+        }
     tries = experiment.options.retries + 1 if tries is None else tries
     last: BaseException | None = None
     for attempt in range(first_attempt, first_attempt + tries):
         if before_attempt is not None:
             before_attempt(attempt)
         try:
-            return call_once(experiment, schema, spec, ctx)
+            return call_once(experiment, schema, spec, ctx, index)
         except Exception as exc:
             last = exc
             attempts = attempt
-    index = _safe_index(spec, schema)
+    if index is None:
+        index = _safe_index(spec, schema)
     return LeafResult(spec.sort_index, index, failure=failure_row(last, attempts=attempts))
 
 

@@ -14,7 +14,6 @@ Engines decide where nodes run; this module decides what they do.
 from __future__ import annotations
 
 import functools
-import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,12 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from pydantic import BaseModel, Field
 
-from scythe import tables
-from scythe.base import list_adapter
+from scythe import batches, tables
 from scythe.errors import ScytheError
 from scythe.layout import RunLayout, RunManifest
 from scythe.leaf import LeafContext, LeafResult, crashed_leaf, leaf_rows, run_leaf
@@ -113,18 +110,9 @@ def handle_for(inp: ScatterGatherInput) -> RunHandle:
 # --------------------------------------------------------------------------- terminal nodes
 
 
-def write_batch(store: Store, layout: RunLayout, node: str, frame: pl.DataFrame) -> None:
-    """Write a terminal node's specs (``sort_index``, ``spec_json``) for it to read."""
-    buffer = io.BytesIO()
-    pq.write_table(frame.to_arrow(), buffer, compression="zstd")
-    store.put_bytes(layout.batch(node), buffer.getvalue())
-
-
 def read_batch(run: RunHandle, node: str) -> list[Any]:
-    """The specs of a terminal node, parsed from its batch file in one call."""
-    frame = pl.read_parquet(io.BytesIO(run.store.get_bytes(run.layout.batch(node))))
-    array = "[" + ",".join(frame.get_column("spec_json").to_list()) + "]"
-    return list_adapter(run.experiment.input_spec).validate_json(array)
+    """The specs of a terminal node, read from its batch file."""
+    return batches.read_batch(run.store, run.layout.batch(node), run.schema)[0]
 
 
 def stored_result(run: RunHandle, node: str) -> ScatterGatherResult | None:
@@ -175,13 +163,16 @@ def run_terminal_node(
     )
     crashed = crashed or {}
     results: list[LeafResult] = []
-    for spec in read_batch(run, name):
+    specs, index_rows = batches.read_batch(run.store, run.layout.batch(name), run.schema)
+    for spec, index in zip(specs, index_rows, strict=True):
         if spec.sort_index in crashed:
             attempts, message = crashed[spec.sort_index]
             results.append(crashed_leaf(spec, run.schema, ctx, message=message, attempts=attempts))
             continue
         announce = (lambda _attempt, s=spec.sort_index: progress("start", s)) if progress else None
-        result = run_leaf(run.experiment, run.schema, spec, ctx, before_attempt=announce)
+        result = run_leaf(
+            run.experiment, run.schema, spec, ctx, before_attempt=announce, index=index
+        )
         if progress:
             progress("done" if result.ok else "failed", spec.sort_index)
         results.append(result)

@@ -62,7 +62,7 @@ FAILURES = "failures"
 SPECS = "specs"
 BUILTIN_TABLES = (SCALARS, FILE_REFS, FAILURES, SPECS)
 FAILURE_COLUMNS = ("error_type", "message", "traceback", "attempts")
-SPEC_JSON = "spec_json"
+EXTRA_JSON = "extra_json"
 
 _CONTAINER_ORIGINS = (list, tuple, set, frozenset, dict)
 
@@ -280,9 +280,14 @@ class ExperimentSchema:
     input_file_fields: tuple[str, ...] = ()
     output_file_fields: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def index_names(self) -> list[str]:
         return [c.name for c in self.index]
+
+    @functools.cached_property
+    def extra_fields(self) -> tuple[str, ...]:
+        """Input fields that are not index columns (lists, dicts, nested models)."""
+        return tuple(n for n in self.input_spec.model_fields if n not in self.index_names)
 
     @property
     def result_tables(self) -> dict[str, TableSchema]:
@@ -670,7 +675,14 @@ def compile_experiment(
     specs = TableSchema(
         SPECS,
         index,
-        (Column(SPEC_JSON, pl.String(), description="The full spec as JSON"),),
+        (
+            Column(
+                EXTRA_JSON,
+                pl.String(),
+                nullable=True,
+                description="JSON of the input fields that are not index columns (null if none)",
+            ),
+        ),
         description="Every input spec of the run",
     )
     input_files = tuple(input_spec.file_reference_fields())

@@ -91,12 +91,11 @@ def test_parse_specs_reports_every_bad_spec_with_field_and_value():
     assert [(p[0], p[1]) for p in err.problems] == [(1, "r_value"), (2, "economizer")]
 
 
-def test_parse_specs_does_not_mutate_the_callers_specs():
+def test_parse_specs_passes_instances_through_and_builds_dicts():
     original = Building(r_value=1.0, weather_file="a.csv", sort_index=5)
-    (parsed,) = parse_specs(Building, [original])
-    parsed.sort_index = 0
-    assert original.sort_index == 5
-    assert parsed is not original
+    parsed, built = parse_specs(Building, [original, {"r_value": 2.0, "weather_file": "b.csv"}])
+    assert parsed is original  # validated when it was built; never copied or modified
+    assert isinstance(built, Building) and built.r_value == 2.0
 
 
 def test_parse_specs_rejects_a_spec_of_another_class():

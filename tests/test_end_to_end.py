@@ -367,17 +367,17 @@ def test_undeclared_extra_frames_fail_their_spec_instead_of_vanishing(experiment
 
 
 def test_a_node_that_fails_leaves_the_run_incomplete_and_resumable(experiment, monkeypatch):
-    import scythe.nodes as nodes_module
+    import scythe.batches as batches_module
     from scythe.errors import EngineError
 
-    real_read_batch = nodes_module.read_batch
+    real_read_batch = batches_module.read_batch
 
-    def flaky_read_batch(run, node):
-        if node == "1":
+    def flaky_read_batch(store, key, schema):
+        if key.endswith("/batches/1.parquet"):
             raise OSError("storage went away")
-        return real_read_batch(run, node)
+        return real_read_batch(store, key, schema)
 
-    monkeypatch.setattr(nodes_module, "read_batch", flaky_read_batch)
+    monkeypatch.setattr(batches_module, "read_batch", flaky_read_batch)
     run, ref = experiment.allocate(
         specs_with({}, n=9),
         recursion_map=RecursionMap(factor=3, max_depth=1),
@@ -388,7 +388,7 @@ def test_a_node_that_fails_leaves_the_run_incomplete_and_resumable(experiment, m
         ref.result(timeout=60)
     manifest = run.manifest
     assert manifest.status == "incomplete" and "resume" in manifest.message
-    monkeypatch.setattr(nodes_module, "read_batch", real_read_batch)
+    monkeypatch.setattr(batches_module, "read_batch", real_read_batch)
     assert run.resume(engine=LocalEngine(slots=0)).result().status == "complete"
     done, failed = outcome_indices(run.results())
     assert done == list(range(9)) and failed == []

@@ -157,7 +157,7 @@ def test_tables_of_an_experiment():
     assert schema.dataframes["hourly"].names == [*idx, "sort_subindex", "hour", "temp"]
     assert schema.dataframes["hourly"].sort_keys == ["sort_index", "sort_subindex"]
     assert schema.output_file_fields == ("timeseries", "plot")
-    assert schema.specs.names == [*idx, "spec_json"]
+    assert schema.specs.names == [*idx, "extra_json"]
 
 
 def test_dataframe_output_table_enforces_the_model_checks():
