@@ -235,7 +235,11 @@ def _result(
             "pandera.typing.polars.DataFrame[Model] on "
             f"{experiment.output_spec.__name__}"
         )
-    scalars = {c.name: cell(getattr(output, c.name)) for c in schema.scalars.values}
+    fields = output.__dict__
+    scalars = {}
+    for name in schema.scalars.value_names:
+        value = fields[name]
+        scalars[name] = value if type(value) in PLAIN_TYPES else cell(value)
     file_refs = upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
     frames = {
         name: _frame_rows(getattr(output, name), index, schema, name) for name in schema.dataframes
@@ -266,16 +270,13 @@ def run_leaf(
     ``tries=1`` and the attempt number they are on as ``first_attempt``.
     ``before_attempt(attempt)`` is called before each try (engines time each try).
     ``index`` is the spec's index row when the engine has it already (from its
-    batch); its run ids are replaced by ``ctx``'s. The spec's engine run ids are
+    batch); its run ids are set from ``ctx`` in place. The spec's engine run ids are
     set from ``ctx`` too: engines pass specs they own.
     """
     _set_run_ids(spec, ctx)
     if index is not None:
-        index = {
-            **index,
-            "workflow_run_id": ctx.workflow_run_id,
-            "root_workflow_run_id": ctx.root_workflow_run_id,
-        }
+        index["workflow_run_id"] = ctx.workflow_run_id
+        index["root_workflow_run_id"] = ctx.root_workflow_run_id
     tries = experiment.options.retries + 1 if tries is None else tries
     last: BaseException | None = None
     for attempt in range(first_attempt, first_attempt + tries):

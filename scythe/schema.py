@@ -214,7 +214,7 @@ class TableSchema:
     def index_names(self) -> list[str]:
         return [c.name for c in self.index_columns]
 
-    @property
+    @functools.cached_property
     def value_names(self) -> list[str]:
         return [c.name for c in self.values]
 

@@ -16,6 +16,7 @@ becomes a ``failures`` row instead of being run again.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -107,6 +108,9 @@ def _worker_main(conn: Connection, shared: Any) -> None:
             )
             shared[CURRENT_SPEC] = IDLE
             conn.send(("result", result.model_dump_json()))
+            # What outlives a node (modules, caches) need not be scanned by every
+            # later collection: a full collection would otherwise grow with it.
+            gc.freeze()
         except Exception as exc:
             shared[CURRENT_SPEC] = IDLE
             conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
