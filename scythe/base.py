@@ -221,17 +221,11 @@ def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
         for err in exc.errors(include_url=False):
             i, *loc = err["loc"]
             problems.append((int(i), _field_location(tuple(loc)), err.get("input"), err["msg"]))
-    problems.sort(key=lambda p: p[0] if p[0] is not None else -1)
     if problems:
-        lines = [
-            f"  spec {i} field {field!r} = {value!r}: {msg} ({spec_type.__name__}.{field})"
-            for i, field, value, msg in problems[:20]
-        ]
-        if len(problems) > 20:
-            lines.append(f"  ... and {len(problems) - 20} more")
-        n_bad = len({p[0] for p in problems})
-        raise SpecValidationError(
-            f"{n_bad} invalid spec(s) of {spec_type.__name__}:\n" + "\n".join(lines),
-            problems=problems,
+        name = spec_type.__name__
+        raise SpecValidationError.from_problems(
+            f"{SpecValidationError.count_specs(problems)} invalid spec(s) of {name}",
+            problems,
+            spec_name=name,
         )
     return valid

@@ -84,17 +84,11 @@ def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
                     f"fails {case['check']}",
                 )
             )
-        problems.sort(key=lambda p: -1 if p[0] is None else p[0])
         name = schema.input_spec.__name__
-        lines = [
-            f"  spec {i} field {field!r} = {value!r}: {message} ({name}.{field})"
-            for i, field, value, message in problems[:20]
-        ]
-        if len(problems) > 20:
-            lines.append(f"  ... and {len(problems) - 20} more")
-        raise SpecValidationError(
-            f"{len({p[0] for p in problems})} invalid spec(s) of {name}:\n" + "\n".join(lines),
-            problems=problems,
+        raise SpecValidationError.from_problems(
+            f"{SpecValidationError.count_specs(problems)} invalid spec(s) of {name}",
+            problems,
+            spec_name=name,
         ) from err
 
 

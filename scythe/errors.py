@@ -26,6 +26,38 @@ class SpecValidationError(ScytheError, ValueError):
         super().__init__(message)
         self.problems = problems or []
 
+    MAX_LISTED = 20
+
+    @classmethod
+    def from_problems(
+        cls,
+        summary: str,
+        problems: list[tuple[int | None, str, object, str]],
+        *,
+        spec_name: str | None = None,
+    ) -> SpecValidationError:
+        """One error listing ``problems`` (at most 20 lines) under ``summary``.
+
+        >>> print(SpecValidationError.from_problems("1 bad spec", [(3, "x", -1, "below 0")],
+        ...                                         spec_name="Building"))
+        1 bad spec:
+          spec 3 field 'x' = -1: below 0 (Building.x)
+        """
+        problems = sorted(problems, key=lambda p: -1 if p[0] is None else p[0])
+        lines = [
+            f"  spec {i} field {field!r} = {value!r}: {message}"
+            + (f" ({spec_name}.{field})" if spec_name else "")
+            for i, field, value, message in problems[: cls.MAX_LISTED]
+        ]
+        if len(problems) > cls.MAX_LISTED:
+            lines.append(f"  ... and {len(problems) - cls.MAX_LISTED} more")
+        return cls(f"{summary}:\n" + "\n".join(lines), problems=problems)
+
+    @staticmethod
+    def count_specs(problems: list[tuple[int | None, str, object, str]]) -> int:
+        """How many distinct specs ``problems`` name."""
+        return len({p[0] for p in problems})
+
 
 class FileReferenceError(SpecValidationError):
     """A value given for a ``FileReference`` field is not a URI or a path."""

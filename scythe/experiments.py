@@ -41,7 +41,7 @@ from scythe.batches import check_specs_frame, specs_frame, write_batch
 from scythe.engines import Engine, RunRef, get_engine
 from scythe.engines.local import LocalEngine
 from scythe.errors import RunNotFoundError, SpecValidationError
-from scythe.layout import RunLayout, RunManifest, run_time_folder
+from scythe.layout import RunLayout, RunManifest, read_manifest, run_time_folder
 from scythe.leaf import uri_of
 from scythe.nodes import ScatterGatherInput, resolve_experiment
 from scythe.registry import ExperimentRunnable
@@ -151,9 +151,8 @@ def _scan_artifacts(specs: Sequence[ExperimentInputSpec], fields: tuple[str, ...
             entry[name] = key
         found.by_spec.append(entry)
     if problems:
-        lines = [f"  spec {i} field {f!r} = {v!r}: {m}" for i, f, v, m in problems[:20]]
-        raise SpecValidationError(
-            f"{len(problems)} input file(s) not found:\n" + "\n".join(lines), problems=problems
+        raise SpecValidationError.from_problems(
+            f"{len(problems)} input file(s) not found", problems
         )
     return found
 
@@ -396,11 +395,10 @@ def _check_unique_sort_index(specs: Sequence[ExperimentInputSpec]) -> None:
             )
         seen.setdefault(spec.sort_index, i)
     if problems:
-        lines = [f"  spec {i} field 'sort_index' = {v!r}: {m}" for i, _, v, m in problems[:20]]
-        raise SpecValidationError(
-            f"{len(problems)} repeated sort_index value(s) (pass overwrite_sort_index=True to renumber):\n"
-            + "\n".join(lines),
-            problems=problems,
+        raise SpecValidationError.from_problems(
+            f"{len(problems)} repeated sort_index value(s) "
+            "(pass overwrite_sort_index=True to renumber)",
+            problems,
         )
 
 
@@ -482,7 +480,7 @@ class ExperimentRun:
 
     @property
     def manifest(self) -> RunManifest:
-        return RunManifest.from_yaml(self.store.get_bytes(self.layout.manifest))
+        return read_manifest(self.store, self.layout)
 
     @property
     def experiment(self) -> ExperimentRunnable:

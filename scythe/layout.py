@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
 
 from scythe.scatter_gather import RecursionMap
+
+if TYPE_CHECKING:
+    from scythe.storage import Store
 
 RunStatus = Literal["allocated", "running", "complete", "partial", "incomplete", "cancelled"]
 
@@ -100,3 +103,15 @@ class RunManifest(BaseModel):
     @classmethod
     def from_yaml(cls, data: bytes) -> RunManifest:
         return cls.model_validate(yaml.safe_load(data))
+
+
+def read_manifest(store: Store, layout: RunLayout) -> RunManifest:
+    """The run's ``manifest.yml``."""
+    return RunManifest.from_yaml(store.get_bytes(layout.manifest))
+
+
+def update_manifest(store: Store, layout: RunLayout, **changes: Any) -> RunManifest:
+    """Rewrite ``manifest.yml`` with ``changes`` (status, counts, message...); return it."""
+    manifest = read_manifest(store, layout).model_copy(update=changes)
+    store.put_bytes(layout.manifest, manifest.to_yaml())
+    return manifest

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from scythe import batches, tables
 from scythe.errors import ScytheError
-from scythe.layout import RunLayout, RunManifest
+from scythe.layout import RunLayout, RunManifest, read_manifest, update_manifest
 from scythe.leaf import LeafContext, LeafResult, crashed_leaf, leaf_rows, run_leaf
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, load_runnable
 from scythe.scatter_gather import RecursionMap, TreeNode, node_for
@@ -98,7 +98,7 @@ def compile_run_schema(experiment: ExperimentRunnable, manifest: RunManifest) ->
 def load_run(storage_uri: str, run_id: str, experiment: str, experiment_ref: str) -> RunHandle:
     store = open_store(storage_uri)
     layout = RunLayout(run_id)
-    manifest = RunManifest.from_yaml(store.get_bytes(layout.manifest))
+    manifest = read_manifest(store, layout)
     runnable = resolve_experiment(experiment, experiment_ref)
     return RunHandle(store, layout, manifest, runnable, compile_run_schema(runnable, manifest))
 
@@ -348,18 +348,16 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
     else:
         status = "complete"
         message = f"run {run.layout.run_id}: all {len(expected)} specs done"
-    manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
-    manifest = manifest.model_copy(
-        update={
-            "status": status,
-            "done": len(done),
-            "failed": len(failed),
-            "missing": len(missing),
-            "finished_at": datetime.now(UTC),
-            "message": message,
-        }
+    update_manifest(
+        run.store,
+        run.layout,
+        status=status,
+        done=len(done),
+        failed=len(failed),
+        missing=len(missing),
+        finished_at=datetime.now(UTC),
+        message=message,
     )
-    run.store.put_bytes(run.layout.manifest, manifest.to_yaml())
     return RunSummary(
         run.layout.run_id, status, len(expected), len(done), len(failed), len(missing), message
     )

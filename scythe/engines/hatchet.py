@@ -51,7 +51,7 @@ from scythe.errors import (
     NodeFailedError,
     RegistryError,
 )
-from scythe.layout import RunManifest
+from scythe.layout import read_manifest
 from scythe.leaf import LeafResult, crashed_leaf, run_leaf
 from scythe.nodes import (
     RunHandle,
@@ -532,7 +532,7 @@ async def _run_terminal(
 def summary_from_manifest(inp: ScatterGatherInput) -> RunSummary:
     """The run's outcome as the root recorded it in ``manifest.yml``."""
     run = handle_for(inp)
-    manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
+    manifest = read_manifest(run.store, run.layout)
     return RunSummary(
         manifest.run_id,
         manifest.status,

@@ -32,6 +32,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from scythe.errors import EngineError, RegistryError
+from scythe.layout import update_manifest
 from scythe.nodes import (
     RunSummary,
     ScatterGatherInput,
@@ -401,14 +402,8 @@ class LocalEngine:
         self._pool.close()
 
     def _set_status(self, root: ScatterGatherInput, status: str, message: str | None) -> None:
-        from scythe.layout import RunManifest
-
         run = handle_for(root)
-        manifest = RunManifest.from_yaml(run.store.get_bytes(run.layout.manifest))
-        run.store.put_bytes(
-            run.layout.manifest,
-            manifest.model_copy(update={"status": status, "message": message}).to_yaml(),
-        )
+        update_manifest(run.store, run.layout, status=status, message=message)
 
 
 def _in_process_progress(progress: Progress) -> Callable[[str, int], None]:
