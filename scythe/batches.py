@@ -26,10 +26,12 @@ from scythe.schema import EXTRA_JSON, ExperimentSchema
 from scythe.storage import Store
 
 PENDING_RUN_ID = "pending"
+_PLAIN = frozenset(PLAIN_TYPES)
 
 
-def _overrides_features(spec_type: type[ExperimentInputSpec]) -> bool:
-    return spec_type.computed_features is not ExperimentInputSpec.computed_features
+def _overrides_features(specs: Sequence[ExperimentInputSpec]) -> bool:
+    base = ExperimentInputSpec.computed_features
+    return any(cls.computed_features is not base for cls in set(map(type, specs)))
 
 
 def specs_frame(
@@ -42,7 +44,7 @@ def specs_frame(
     """
     values: dict[str, list[Any]] = {}
     features: list[dict[str, Any]] | None = None
-    if specs and _overrides_features(type(specs[0])):
+    if _overrides_features(specs):
         features = [s.computed_features for s in specs]
     for col in schema.index:
         name = col.name
@@ -54,7 +56,7 @@ def specs_frame(
             column = [s.__dict__[name] for s in specs]
         else:
             column = [f[name] for f in features or []]
-        if any(type(v) not in PLAIN_TYPES for v in column):
+        if not set(map(type, column)) <= _PLAIN:  # set/map run in C: cheap on 1M specs
             column = [cell(v) for v in column]
         values[name] = column
     extra = schema.extra_fields

@@ -32,7 +32,6 @@ from typing import Any
 
 import pandas as pd
 import polars as pl
-import yaml
 from deltalake import write_deltalake
 
 from scythe import tables
@@ -41,7 +40,14 @@ from scythe.batches import check_specs_frame, specs_frame, write_batch
 from scythe.engines import Engine, RunRef, get_engine
 from scythe.engines.local import LocalEngine
 from scythe.errors import RunNotFoundError, SpecValidationError
-from scythe.layout import RunLayout, RunManifest, read_manifest, run_time_folder
+from scythe.layout import (
+    RunLayout,
+    RunManifest,
+    dump_yaml,
+    load_yaml,
+    read_manifest,
+    run_time_folder,
+)
 from scythe.leaf import uri_of
 from scythe.nodes import ScatterGatherInput, resolve_experiment
 from scythe.registry import ExperimentRunnable
@@ -132,6 +138,9 @@ class _Artifacts:
 def _scan_artifacts(specs: Sequence[ExperimentInputSpec], fields: tuple[str, ...]) -> _Artifacts:
     """Hash every local file input, reporting missing files for all specs at once."""
     found = _Artifacts()
+    if not fields:
+        found.by_spec = [{} for _ in specs]
+        return found
     problems: list[tuple[int | None, str, object, str]] = []
     digests: dict[Path, str] = {}
     for i, spec in enumerate(specs):
@@ -288,19 +297,17 @@ class BaseExperiment:
         self._write_specs(store, layout, schema, frame.sort("sort_index"), rmap)
         store.put_bytes(
             layout.io_spec,
-            yaml.safe_dump(
-                experiment_io_spec(runnable.input_spec, runnable.output_spec), sort_keys=False
-            ).encode(),
+            dump_yaml(experiment_io_spec(runnable.input_spec, runnable.output_spec)),
         )
         listing: dict[str, dict[str, str]] = {}
         for key, path in artifacts.uploads.items():
             listing.setdefault(key[0], {})[str(path)] = uploaded[key]
-        store.put_bytes(layout.input_artifacts, yaml.safe_dump(listing, sort_keys=False).encode())
+        store.put_bytes(layout.input_artifacts, dump_yaml(listing))
         stored = {
             name: table_to_dict(table)
             for name, table in {"specs": schema.specs, **schema.result_tables}.items()
         }
-        store.put_bytes(layout.table_schemas, yaml.safe_dump(stored, sort_keys=False).encode())
+        store.put_bytes(layout.table_schemas, dump_yaml(stored))
         for name, table in schema.result_tables.items():
             tables.create_table(store, layout.table(name), table)
 
@@ -494,7 +501,7 @@ class ExperimentRun:
 
         Read from storage, so results open without importing the experiment's code.
         """
-        stored = yaml.safe_load(self.store.get_bytes(self.layout.table_schemas))
+        stored = load_yaml(self.store.get_bytes(self.layout.table_schemas))
         return {name: table_from_dict(data) for name, data in stored.items()}
 
     def status(self) -> RunStatusCounts:

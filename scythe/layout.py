@@ -69,6 +69,20 @@ class RunLayout:
         return f"{self.run_id}/scatter-gather/nodes/{node}.json"
 
 
+# libyaml's C emitter and parser when PyYAML was built with it (10x faster), else Python's.
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def dump_yaml(data: Any) -> bytes:
+    """YAML of plain data, keys in insertion order."""
+    return yaml.dump(data, Dumper=_YAML_DUMPER, sort_keys=False, allow_unicode=True).encode()
+
+
+def load_yaml(data: bytes) -> Any:
+    return yaml.load(data, Loader=_YAML_LOADER)
+
+
 def run_time_folder(now: datetime | None = None) -> str:
     """The run's time folder: UTC, microseconds, filesystem- and S3-safe."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
@@ -98,11 +112,11 @@ class RunManifest(BaseModel):
     message: str | None = None
 
     def to_yaml(self) -> bytes:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False).encode()
+        return dump_yaml(self.model_dump(mode="json"))
 
     @classmethod
     def from_yaml(cls, data: bytes) -> RunManifest:
-        return cls.model_validate(yaml.safe_load(data))
+        return cls.model_validate(load_yaml(data))
 
 
 def read_manifest(store: Store, layout: RunLayout) -> RunManifest:

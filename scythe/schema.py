@@ -713,6 +713,10 @@ def computed_feature_types(specs: Iterable[ExperimentInputSpec]) -> dict[str, ty
     """
     from scythe.errors import SpecValidationError
 
+    specs = list(specs)
+    base = ExperimentInputSpec.computed_features
+    if all(cls.computed_features is base for cls in set(map(type, specs))):
+        return {}  # no class overrides the base property: no features, nothing to call
     expected: dict[str, type] | None = None
     for i, spec in enumerate(specs):
         features = spec.computed_features

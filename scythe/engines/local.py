@@ -416,6 +416,23 @@ def _in_process_progress(progress: Progress) -> Callable[[str, int], None]:
     return report
 
 
+# One worker per core already uses the cores: thread pools of their own in each
+# worker would only fight over them. Users who set these variables keep theirs.
+_THREAD_LIMITS = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def _single_threaded_libraries() -> Any:
+    """Environment a spawned worker starts with (it is copied when the process starts)."""
+    added = {k: v for k, v in _THREAD_LIMITS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 class _WorkerPool:
     """``size`` spawned worker processes, each running one terminal node at a time.
 
@@ -439,7 +456,8 @@ class _WorkerPool:
         process = self.context.Process(
             target=_worker_main, args=(child, shared), daemon=True, name="scythe-local-worker"
         )
-        process.start()
+        with _single_threaded_libraries():
+            process.start()
         child.close()
         return _Worker(process=process, conn=parent, shared=shared)
 
