@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import traceback
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -319,15 +319,3 @@ def crashed_leaf(
             None, error_type=error_type, message=message, attempts=attempts, tb=None
         ),
     )
-
-
-def leaf_rows(results: list[LeafResult]) -> Mapping[str, list[dict[str, Any]]]:
-    """Row dicts per built-in table from leaf results."""
-    rows: dict[str, list[dict[str, Any]]] = {"scalars": [], "result_file_refs": [], "failures": []}
-    for r in results:
-        if r.failure is not None:
-            rows["failures"].append({**r.index, **r.failure})
-        else:
-            rows["scalars"].append({**r.index, **(r.scalars or {})})
-            rows["result_file_refs"].append({**r.index, **(r.file_refs or {})})
-    return rows

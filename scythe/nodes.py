@@ -28,10 +28,10 @@ from pydantic import BaseModel, Field
 from scythe import batches, tables
 from scythe.errors import ScytheError
 from scythe.layout import RunLayout, RunManifest, read_manifest, update_manifest
-from scythe.leaf import LeafContext, LeafResult, crashed_leaf, leaf_rows, run_leaf
+from scythe.leaf import LeafContext, LeafResult, crashed_leaf, run_leaf
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, load_runnable
 from scythe.scatter_gather import RecursionMap, TreeNode, node_for
-from scythe.schema import FAILURES, SCALARS, ExperimentSchema, compile_experiment
+from scythe.schema import FAILURES, FILE_REFS, SCALARS, ExperimentSchema, compile_experiment
 from scythe.storage import Store, open_store
 
 ROOT_COMMITTER = "root"
@@ -198,14 +198,41 @@ def _frame_of_rows(
         return tables.frame_from_rows(good, table), bad
 
 
+# Which part of a leaf result fills each built-in table.
+_PARTS = {SCALARS: "scalars", FILE_REFS: "file_refs", FAILURES: "failure"}
+
+
+def _table_frame(
+    results: list[LeafResult], table: tables.TableSchema, part: str
+) -> tuple[pl.DataFrame, dict[int, str]]:
+    """One built-in table's frame, built column by column (no per-row dicts).
+
+    If a value does not fit its column, rows are tried one by one to set the
+    culprits aside.
+    """
+    chosen = [r for r in results if (r.failure is None) != (part == "failure")]
+    parts = [getattr(r, part) or {} for r in chosen]
+    columns = {name: [r.index[name] for r in chosen] for name in table.index_names}
+    columns.update({name: [p[name] for p in parts] for name in table.value_names})
+    try:
+        return pl.DataFrame(columns, schema=table.polars_schema(), strict=True), {}
+    except Exception:
+        rows = [{**r.index, **p} for r, p in zip(chosen, parts, strict=True)]
+        return _frame_of_rows(rows, table)
+
+
 def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl.DataFrame]:
-    """Frames per table; specs whose outputs break the schema move to ``failures``."""
+    """Frames per table; specs whose outputs break the schema move to ``failures``.
+
+    Index columns were checked at allocation and are copied from the batch, so
+    nodes check the outputs (and that ``sort_index`` is unique); ``results()``
+    checks every column again when it reads the tables.
+    """
     schema = run.schema
-    rows = leaf_rows(results)
     frames: dict[str, pl.DataFrame] = {}
     invalid: dict[int, str] = {}
-    for name, table_rows in rows.items():
-        frames[name], bad = _frame_of_rows(table_rows, schema.table(name))
+    for name, part in _PARTS.items():
+        frames[name], bad = _table_frame(results, schema.table(name), part)
         for s, message in bad.items():
             invalid.setdefault(s, message)
     for name, table in schema.dataframes.items():
@@ -213,8 +240,8 @@ def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl
         frames[name] = pl.concat(parts, how="vertical") if parts else table.empty_frame()
     for name, table in schema.result_tables.items():
         if name == FAILURES or (name != SCALARS and not table.values):
-            continue  # an index-only table holds the same index values scalars was checked on
-        _, bad = tables.split_invalid(frames[name], table)
+            continue  # an index-only table holds the same index values as scalars
+        _, bad = tables.split_invalid(frames[name], table, outputs_only=True)
         for s, message in bad.items():
             invalid.setdefault(s, message)
     if invalid:
@@ -229,10 +256,11 @@ def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl
             }
             for s, message in sorted(invalid.items())
         ]
-        failures = tables.frame_from_rows(rows[FAILURES] + extra, schema.failures)
         keep = ~pl.col("sort_index").is_in(list(invalid))
         frames = {name: f.filter(keep) for name, f in frames.items()}
-        frames[FAILURES] = failures
+        frames[FAILURES] = pl.concat(
+            [frames[FAILURES], tables.frame_from_rows(extra, schema.failures)]
+        ).sort("sort_index")
     return frames
 
 

@@ -242,6 +242,20 @@ class TableSchema:
         """A pandera schema that checks dtypes, nulls, constraints and unique sort keys."""
         return self._pandera_schema
 
+    def outputs_pandera_schema(self) -> pa.DataFrameSchema:
+        """The checks of the output columns and of unique sort keys; index columns unchecked."""
+        return self._outputs_pandera_schema
+
+    @functools.cached_property
+    def _outputs_pandera_schema(self) -> pa.DataFrameSchema:
+        keys = [c for c in self.index_columns if c.name in self.sort_keys]
+        return pa.DataFrameSchema(
+            {c.name: c.pandera_column() for c in (*keys, *self.values)},
+            strict=False,
+            unique=self.sort_keys,
+            name=self.name,
+        )
+
     # Built once per table: nodes validate many batches against the same schema.
     @functools.cached_property
     def _polars_schema(self) -> pl.Schema:

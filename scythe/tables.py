@@ -231,16 +231,21 @@ def read_table(
     return frame
 
 
-def split_invalid(frame: pl.DataFrame, table: TableSchema) -> tuple[pl.DataFrame, dict[int, str]]:
+def split_invalid(
+    frame: pl.DataFrame, table: TableSchema, *, outputs_only: bool = False
+) -> tuple[pl.DataFrame, dict[int, str]]:
     """Validate ``frame``; return the valid rows and, per failing ``sort_index``, a message.
 
     Every row of a failing spec is removed (a frame output fails as a whole),
-    so a spec is either wholly in the result or wholly a failure.
+    so a spec is either wholly in the result or wholly a failure. With
+    ``outputs_only`` the index columns (already checked) are skipped, but the
+    sort keys must still be unique.
     """
     if frame.height == 0:
         return frame, {}
+    schema = table.outputs_pandera_schema() if outputs_only else table.pandera_schema()
     try:
-        table.pandera_schema().validate(frame, lazy=True)
+        schema.validate(frame, lazy=True)
         return frame, {}
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
