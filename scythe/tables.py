@@ -53,10 +53,6 @@ class StagedFile(BaseModel):
         )
 
 
-def table_exists(store: Store, key: str) -> bool:
-    return store.exists(f"{key}/_delta_log/00000000000000000000.json")
-
-
 def create_table(store: Store, key: str, table: TableSchema) -> None:
     """Create an empty Delta table at ``key`` with the table's Arrow schema (no-op if it exists)."""
     DeltaTable.create(
