@@ -29,23 +29,19 @@ PENDING_RUN_ID = "pending"
 _PLAIN = frozenset(PLAIN_TYPES)
 
 
-def _overrides_features(specs: Sequence[ExperimentInputSpec]) -> bool:
-    base = ExperimentInputSpec.computed_features
-    return any(cls.computed_features is not base for cls in set(map(type, specs)))
-
-
 def specs_frame(
-    specs: Sequence[ExperimentInputSpec], schema: ExperimentSchema, sort_index: Sequence[int]
+    specs: Sequence[ExperimentInputSpec],
+    schema: ExperimentSchema,
+    sort_index: Sequence[int],
+    features: Sequence[dict[str, Any]] | None,
 ) -> pl.DataFrame:
     """The ``specs`` table rows of ``specs`` (in the given order), with ``sort_index`` set.
 
-    ``experiment_id`` is a placeholder until the run has an id. The specs
-    themselves are only read.
+    ``features`` are the specs' computed features (``schema.computed_features_of``),
+    computed once by the caller. ``experiment_id`` is a placeholder until the run
+    has an id. The specs themselves are only read.
     """
     values: dict[str, list[Any]] = {}
-    features: list[dict[str, Any]] | None = None
-    if _overrides_features(specs):
-        features = [s.computed_features for s in specs]
     for col in schema.index:
         name = col.name
         if name == "sort_index":

@@ -60,8 +60,9 @@ from scythe.schema import (
     ExperimentSchema,
     TableSchema,
     compile_experiment,
-    computed_feature_types,
+    computed_features_of,
     experiment_io_spec,
+    feature_types,
     table_from_dict,
     table_to_dict,
     to_pandas,
@@ -260,11 +261,12 @@ class BaseExperiment:
         else:
             _check_unique_sort_index(parsed)
             sort_index = [s.sort_index for s in parsed]
-        features = computed_feature_types(parsed)
+        feature_rows = computed_features_of(parsed)
+        features = feature_types(feature_rows)
         schema = compile_experiment(
             runnable.input_spec, runnable.output_spec, computed_features=features
         )
-        frame = specs_frame(parsed, schema, sort_index)
+        frame = specs_frame(parsed, schema, sort_index, feature_rows)
         check_specs_frame(frame, schema)
         artifacts = _scan_artifacts(parsed, schema.input_file_fields)
         run_engine = get_engine(engine)

@@ -357,7 +357,7 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
             transaction=transaction,
         )
     expected = _sort_indices(run.store, run.layout.specs)
-    done = _sort_indices(run.store, run.layout.table("scalars"))
+    done = _sort_indices(run.store, run.layout.table(SCALARS))
     failed = _sort_indices(run.store, run.layout.table(FAILURES))
     outcome = done + failed
     missing = sorted(set(expected) - set(outcome))

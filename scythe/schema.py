@@ -32,7 +32,7 @@ import enum
 import functools
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -714,28 +714,23 @@ def compile_experiment(
     )
 
 
-def computed_feature_types(specs: Iterable[ExperimentInputSpec]) -> dict[str, type]:
-    """Keys and types of the specs' computed features; every spec must agree.
-
-    >>> class S(ExperimentInputSpec):
-    ...     w: float
-    ...     @property
-    ...     def computed_features(self):
-    ...         return {"w2": self.w * 2}
-    >>> computed_feature_types([S(w=1.0), S(w=2.0)])
-    {'w2': <class 'float'>}
-    """
-    from scythe.errors import SpecValidationError
-
+def computed_features_of(specs: Iterable[ExperimentInputSpec]) -> list[dict[str, Any]] | None:
+    """Each spec's computed features, or None when no spec's class overrides the base property."""
     specs = list(specs)
     base = ExperimentInputSpec.computed_features
     if all(cls.computed_features is base for cls in set(map(type, specs))):
-        return {}  # no class overrides the base property: no features, nothing to call
+        return None  # nothing to call
+    return [s.computed_features for s in specs]
+
+
+def feature_types(features: Sequence[Mapping[str, Any]] | None) -> dict[str, type]:
+    """Keys and types of computed features (one mapping per spec); every spec must agree."""
+    from scythe.errors import SpecValidationError
+
     expected: dict[str, type] | None = None
-    for i, spec in enumerate(specs):
-        features = spec.computed_features
-        got = {k: type(v) for k, v in features.items()}
-        for k, v in features.items():
+    for i, row in enumerate(features or []):
+        got = {k: type(v) for k, v in row.items()}
+        for k, v in row.items():
             if not isinstance(v, int | float | str):
                 raise SpecValidationError(
                     f"spec {i} computed feature {k!r} = {v!r} is a {type(v).__name__}, "
@@ -748,9 +743,23 @@ def computed_feature_types(specs: Iterable[ExperimentInputSpec]) -> dict[str, ty
             raise SpecValidationError(
                 f"spec {i} computed_features {got} differ from spec 0's {expected}; "
                 "every spec must return the same keys with the same types",
-                problems=[(i, "computed_features", features, "keys or types differ")],
+                problems=[(i, "computed_features", row, "keys or types differ")],
             )
     return expected or {}
+
+
+def computed_feature_types(specs: Iterable[ExperimentInputSpec]) -> dict[str, type]:
+    """Keys and types of the specs' computed features; every spec must agree.
+
+    >>> class S(ExperimentInputSpec):
+    ...     w: float
+    ...     @property
+    ...     def computed_features(self):
+    ...         return {"w2": self.w * 2}
+    >>> computed_feature_types([S(w=1.0), S(w=2.0)])
+    {'w2': <class 'float'>}
+    """
+    return feature_types(computed_features_of(specs))
 
 
 # --------------------------------------------------------------------------- stored form
