@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import pandera.polars as pa
 import polars as pl
-import pyarrow.parquet as pq
 
-from scythe.base import ExperimentInputSpec
+from scythe.base import ExperimentInputSpec, list_adapter
 from scythe.errors import SpecValidationError
 from scythe.leaf import PLAIN_TYPES, cell
 from scythe.schema import EXTRA_JSON, ExperimentSchema
@@ -42,6 +42,7 @@ def specs_frame(
     has an id. The specs themselves are only read.
     """
     values: dict[str, list[Any]] = {}
+    fields = list(map(vars, specs))  # map/itemgetter run in C: cheap on 1M specs
     for col in schema.index:
         name = col.name
         if name == "sort_index":
@@ -49,10 +50,10 @@ def specs_frame(
         elif name == "experiment_id":
             column = [PENDING_RUN_ID] * len(specs)
         elif name in schema.input_spec.model_fields:
-            column = [s.__dict__[name] for s in specs]
+            column = list(map(itemgetter(name), fields))
         else:
-            column = [f[name] for f in features or []]
-        if not set(map(type, column)) <= _PLAIN:  # set/map run in C: cheap on 1M specs
+            column = list(map(itemgetter(name), features or []))
+        if not set(map(type, column)) <= _PLAIN:
             column = [cell(v) for v in column]
         values[name] = column
     extra = schema.extra_fields
@@ -91,22 +92,26 @@ def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
 
 
 def write_batch(store: Store, key: str, frame: pl.DataFrame) -> None:
-    """Write a terminal node's rows of the ``specs`` table for it to read."""
+    """Write a terminal node's rows of the ``specs`` table for it to read.
+
+    Batches are read once, by their node: LZ4 and no statistics write fastest.
+    """
     buffer = io.BytesIO()
-    pq.write_table(frame.to_arrow(), buffer, compression="zstd")
+    frame.write_parquet(buffer, compression="lz4", statistics=False)
     store.put_bytes(key, buffer.getvalue())
 
 
 def read_batch(
     store: Store, key: str, schema: ExperimentSchema
-) -> tuple[list[ExperimentInputSpec], list[dict[str, Any]]]:
-    """A terminal node's specs, and each one's index row, from its batch file."""
+) -> tuple[list[ExperimentInputSpec], pl.DataFrame]:
+    """A terminal node's specs, and their index columns (one row each, in the same order)."""
     frame = pl.read_parquet(io.BytesIO(store.get_bytes(key)))
-    index_rows = frame.select(schema.index_names).to_dicts()
     fields = [n for n in schema.index_names if n in schema.input_spec.model_fields]
     records = frame.select(fields).to_dicts()
-    for record, extra in zip(records, frame.get_column(EXTRA_JSON).to_list(), strict=True):
-        if extra is not None:
-            record.update(json.loads(extra))
-    validate = schema.input_spec.model_validate  # per item: faster than a list adapter here
-    return [validate(r) for r in records], index_rows
+    extras = frame.get_column(EXTRA_JSON)
+    if extras.null_count() < extras.len():
+        for record, extra in zip(records, extras.to_list(), strict=True):
+            if extra is not None:
+                record.update(json.loads(extra))
+    specs = list_adapter(schema.input_spec).validate_python(records)
+    return specs, frame.select(schema.index_names)

@@ -133,14 +133,13 @@ class _Artifacts:
     """Local input files of an allocation: one upload per distinct (field, content, name)."""
 
     uploads: dict[tuple[str, str, str], Path] = field(default_factory=dict)
-    by_spec: list[dict[str, tuple[str, str, str]]] = field(default_factory=list)
+    by_spec: list[dict[str, tuple[str, str, str]]] = field(default_factory=list)  # [] if no fields
 
 
 def _scan_artifacts(specs: Sequence[ExperimentInputSpec], fields: tuple[str, ...]) -> _Artifacts:
     """Hash every local file input, reporting missing files for all specs at once."""
     found = _Artifacts()
     if not fields:
-        found.by_spec = [{} for _ in specs]
         return found
     problems: list[tuple[int | None, str, object, str]] = []
     digests: dict[Path, str] = {}

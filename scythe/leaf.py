@@ -46,10 +46,15 @@ class LeafContext:
 
 @dataclass
 class LeafResult:
-    """The rows one spec contributes: outputs on success, one failure row otherwise."""
+    """The rows one spec contributes: outputs on success, one failure row otherwise.
+
+    A spec's other index values are in its batch (nodes take them from there);
+    a leaf adds only the engine run ids it ran under.
+    """
 
     sort_index: int
-    index: dict[str, Any]
+    workflow_run_id: str | None = None
+    root_workflow_run_id: str | None = None
     scalars: dict[str, Any] | None = None
     file_refs: dict[str, Any] | None = None
     frames: dict[str, pl.DataFrame] = field(default_factory=dict)
@@ -201,17 +206,19 @@ def call_once(
     schema: ExperimentSchema,
     spec: ExperimentInputSpec,
     ctx: LeafContext,
-    index: dict[str, Any] | None = None,
 ) -> LeafResult:
     """Run the function once on ``spec``; raise whatever goes wrong."""
-    local_spec = localize_inputs(spec, schema.input_file_fields, ctx.cache_dir)
-    index = index if index is not None else index_values(spec, schema)
+    local_spec = (
+        localize_inputs(spec, schema.input_file_fields, ctx.cache_dir)
+        if schema.input_file_fields
+        else spec
+    )
     if experiment.wants_tempdir:
         with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
             output = experiment.call(local_spec, Path(tmp))
-            return _result(experiment, schema, spec, output, index, ctx)
+            return _result(experiment, schema, spec, output, ctx)
     output = experiment.call(local_spec, None)
-    return _result(experiment, schema, spec, output, index, ctx)
+    return _result(experiment, schema, spec, output, ctx)
 
 
 def _result(
@@ -219,7 +226,6 @@ def _result(
     schema: ExperimentSchema,
     spec: ExperimentInputSpec,
     output: Any,
-    index: dict[str, Any],
     ctx: LeafContext,
 ) -> LeafResult:
     if not isinstance(output, experiment.output_spec):
@@ -240,11 +246,26 @@ def _result(
     for name in schema.scalars.value_names:
         value = fields[name]
         scalars[name] = value if type(value) in PLAIN_TYPES else cell(value)
-    file_refs = upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
-    frames = {
-        name: _frame_rows(getattr(output, name), index, schema, name) for name in schema.dataframes
-    }
-    return LeafResult(spec.sort_index, index, scalars=scalars, file_refs=file_refs, frames=frames)
+    file_refs = (
+        upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
+        if schema.output_file_fields
+        else {}
+    )
+    frames = {}
+    if schema.dataframes:
+        index = index_values(spec, schema)
+        frames = {
+            name: _frame_rows(getattr(output, name), index, schema, name)
+            for name in schema.dataframes
+        }
+    return LeafResult(
+        spec.sort_index,
+        ctx.workflow_run_id,
+        ctx.root_workflow_run_id,
+        scalars=scalars,
+        file_refs=file_refs,
+        frames=frames,
+    )
 
 
 def _set_run_ids(spec: ExperimentInputSpec, ctx: LeafContext) -> None:
@@ -262,48 +283,36 @@ def run_leaf(
     tries: int | None = None,
     first_attempt: int = 1,
     before_attempt: Callable[[int], None] | None = None,
-    index: dict[str, Any] | None = None,
 ) -> LeafResult:
     """Run one spec with retries; never raises for a failure of the spec itself.
 
     ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
     ``tries=1`` and the attempt number they are on as ``first_attempt``.
     ``before_attempt(attempt)`` is called before each try (engines time each try).
-    ``index`` is the spec's index row when the engine has it already (from its
-    batch); its run ids are set from ``ctx`` in place. The spec's engine run ids are
-    set from ``ctx`` too: engines pass specs they own.
+    The spec's engine run ids are set from ``ctx`` in place: engines pass specs
+    they own.
     """
     _set_run_ids(spec, ctx)
-    if index is not None:
-        index["workflow_run_id"] = ctx.workflow_run_id
-        index["root_workflow_run_id"] = ctx.root_workflow_run_id
     tries = experiment.options.retries + 1 if tries is None else tries
     last: BaseException | None = None
     for attempt in range(first_attempt, first_attempt + tries):
         if before_attempt is not None:
             before_attempt(attempt)
         try:
-            return call_once(experiment, schema, spec, ctx, index)
+            return call_once(experiment, schema, spec, ctx)
         except Exception as exc:
             last = exc
             attempts = attempt
-    if index is None:
-        index = _safe_index(spec, schema)
-    return LeafResult(spec.sort_index, index, failure=failure_row(last, attempts=attempts))
-
-
-def _safe_index(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[str, Any]:
-    try:
-        return index_values(spec, schema)
-    except Exception:
-        row = {c.name: None for c in schema.index}
-        row.update({k: cell(getattr(spec, k)) for k in row if k in type(spec).model_fields})
-        return row
+    return LeafResult(
+        spec.sort_index,
+        ctx.workflow_run_id,
+        ctx.root_workflow_run_id,
+        failure=failure_row(last, attempts=attempts),
+    )
 
 
 def crashed_leaf(
     spec: ExperimentInputSpec,
-    schema: ExperimentSchema,
     ctx: LeafContext,
     *,
     message: str,
@@ -314,7 +323,8 @@ def crashed_leaf(
     _set_run_ids(spec, ctx)
     return LeafResult(
         spec.sort_index,
-        _safe_index(spec, schema),
+        ctx.workflow_run_id,
+        ctx.root_workflow_run_id,
         failure=failure_row(
             None, error_type=error_type, message=message, attempts=attempts, tb=None
         ),

@@ -110,9 +110,9 @@ def handle_for(inp: ScatterGatherInput) -> RunHandle:
 # --------------------------------------------------------------------------- terminal nodes
 
 
-def read_batch(run: RunHandle, node: str) -> list[Any]:
-    """The specs of a terminal node, read from its batch file."""
-    return batches.read_batch(run.store, run.layout.batch(node), run.schema)[0]
+def read_batch(run: RunHandle, node: str) -> tuple[list[Any], pl.DataFrame]:
+    """The specs of a terminal node and their index columns, read from its batch file."""
+    return batches.read_batch(run.store, run.layout.batch(node), run.schema)
 
 
 def stored_result(run: RunHandle, node: str) -> ScatterGatherResult | None:
@@ -163,65 +163,84 @@ def run_terminal_node(
     )
     crashed = crashed or {}
     results: list[LeafResult] = []
-    specs, index_rows = batches.read_batch(run.store, run.layout.batch(name), run.schema)
-    for spec, index in zip(specs, index_rows, strict=True):
+    specs, index = read_batch(run, name)
+    for spec in specs:
         if spec.sort_index in crashed:
             attempts, message = crashed[spec.sort_index]
-            results.append(crashed_leaf(spec, run.schema, ctx, message=message, attempts=attempts))
+            results.append(crashed_leaf(spec, ctx, message=message, attempts=attempts))
             continue
         announce = (lambda _attempt, s=spec.sort_index: progress("start", s)) if progress else None
-        result = run_leaf(
-            run.experiment, run.schema, spec, ctx, before_attempt=announce, index=index
-        )
+        result = run_leaf(run.experiment, run.schema, spec, ctx, before_attempt=announce)
         if progress:
             progress("done" if result.ok else "failed", spec.sort_index)
         results.append(result)
     if progress:
         progress("staging", -1)
-    return stage_node(run, name, results)
-
-
-def _frame_of_rows(
-    rows: list[dict[str, Any]], table: tables.TableSchema
-) -> tuple[pl.DataFrame, dict[int, str]]:
-    """A table's frame from row dicts; rows whose values do not fit its types are set aside."""
-    try:
-        return tables.frame_from_rows(rows, table), {}
-    except Exception:
-        good, bad = [], {}
-        for row in rows:
-            try:
-                tables.frame_from_rows([row], table)
-                good.append(row)
-            except Exception as exc:
-                bad[int(row["sort_index"])] = f"output does not fit table {table.name!r}: {exc}"
-        return tables.frame_from_rows(good, table), bad
+    return stage_node(run, name, results, index)
 
 
 # Which part of a leaf result fills each built-in table.
 _PARTS = {SCALARS: "scalars", FILE_REFS: "file_refs", FAILURES: "failure"}
+_RUN_IDS = ("workflow_run_id", "root_workflow_run_id")
+
+
+def leaf_index(results: list[LeafResult], index: pl.DataFrame) -> pl.DataFrame:
+    """The index columns of ``results``: the batch's ``index`` rows plus each leaf's run ids.
+
+    ``results`` must be in the batch's order (one per row of ``index``).
+    """
+    order = [r.sort_index for r in results]
+    if order != index.get_column("sort_index").to_list():
+        raise ScytheError(
+            f"{len(results)} leaf result(s) do not match the {index.height} spec(s) of their batch"
+        )
+    return index.with_columns(
+        pl.Series(name, [getattr(r, name) for r in results], dtype=pl.String) for name in _RUN_IDS
+    )
 
 
 def _table_frame(
-    results: list[LeafResult], table: tables.TableSchema, part: str
+    results: list[LeafResult], index: pl.DataFrame, table: tables.TableSchema, part: str
 ) -> tuple[pl.DataFrame, dict[int, str]]:
-    """One built-in table's frame, built column by column (no per-row dicts).
+    """One built-in table's frame: the chosen leaves' index rows and their values, column-wise.
 
     If a value does not fit its column, rows are tried one by one to set the
     culprits aside.
     """
-    chosen = [r for r in results if (r.failure is None) != (part == "failure")]
-    parts = [getattr(r, part) or {} for r in chosen]
-    columns = {name: [r.index[name] for r in chosen] for name in table.index_names}
-    columns.update({name: [p[name] for p in parts] for name in table.value_names})
+    chosen = [(r.failure is None) != (part == "failure") for r in results]
+    parts = [getattr(r, part) or {} for r, keep in zip(results, chosen, strict=True) if keep]
+    rows = index.filter(pl.Series(chosen, dtype=pl.Boolean))
+    if not table.values:
+        return rows.select(table.names), {}
     try:
-        return pl.DataFrame(columns, schema=table.polars_schema(), strict=True), {}
+        values = pl.DataFrame(
+            {name: [p[name] for p in parts] for name in table.value_names},
+            schema={c.name: c.dtype for c in table.values},
+            strict=True,
+        )
+        return pl.concat([rows, values], how="horizontal").select(table.names), {}
     except Exception:
-        rows = [{**r.index, **p} for r, p in zip(chosen, parts, strict=True)]
-        return _frame_of_rows(rows, table)
+        return _frame_of_rows(rows.to_dicts(), parts, table)
 
 
-def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl.DataFrame]:
+def _frame_of_rows(
+    index_rows: list[dict[str, Any]], parts: list[dict[str, Any]], table: tables.TableSchema
+) -> tuple[pl.DataFrame, dict[int, str]]:
+    """A table's frame from row dicts; rows whose values do not fit its types are set aside."""
+    good, bad = [], {}
+    for index, part in zip(index_rows, parts, strict=True):
+        row = {**index, **part}
+        try:
+            tables.frame_from_rows([row], table)
+            good.append(row)
+        except Exception as exc:
+            bad[int(row["sort_index"])] = f"output does not fit table {table.name!r}: {exc}"
+    return tables.frame_from_rows(good, table), bad
+
+
+def _validated_frames(
+    run: RunHandle, results: list[LeafResult], index: pl.DataFrame
+) -> dict[str, pl.DataFrame]:
     """Frames per table; specs whose outputs break the schema move to ``failures``.
 
     Index columns were checked at allocation and are copied from the batch, so
@@ -232,7 +251,7 @@ def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl
     frames: dict[str, pl.DataFrame] = {}
     invalid: dict[int, str] = {}
     for name, part in _PARTS.items():
-        frames[name], bad = _table_frame(results, schema.table(name), part)
+        frames[name], bad = _table_frame(results, index, schema.table(name), part)
         for s, message in bad.items():
             invalid.setdefault(s, message)
     for name, table in schema.dataframes.items():
@@ -245,33 +264,36 @@ def _validated_frames(run: RunHandle, results: list[LeafResult]) -> dict[str, pl
         for s, message in bad.items():
             invalid.setdefault(s, message)
     if invalid:
-        by_index = {r.sort_index: r for r in results}
-        extra = [
-            {
-                **by_index[s].index,
-                "error_type": "OutputValidationError",
-                "message": message,
-                "traceback": None,
-                "attempts": 1,
-            }
-            for s, message in sorted(invalid.items())
-        ]
         keep = ~pl.col("sort_index").is_in(list(invalid))
         frames = {name: f.filter(keep) for name, f in frames.items()}
+        messages = pl.DataFrame(
+            {"sort_index": list(invalid), "message": list(invalid.values())},
+            schema={"sort_index": pl.Int64, "message": pl.String},
+        )
+        extra = index.join(messages, on="sort_index", how="inner").with_columns(
+            error_type=pl.lit("OutputValidationError"),
+            traceback=pl.lit(None, dtype=pl.String),
+            attempts=pl.lit(1, dtype=pl.Int64),
+        )
         frames[FAILURES] = pl.concat(
-            [frames[FAILURES], tables.frame_from_rows(extra, schema.failures)]
+            [frames[FAILURES], tables.conform(extra, schema.failures)]
         ).sort("sort_index")
     return frames
 
 
-def stage_node(run: RunHandle, name: str, results: list[LeafResult]) -> ScatterGatherResult:
-    """Validate a terminal node's leaf results, stage one file per table, write its manifest."""
-    frames = _validated_frames(run, results)
+def stage_node(
+    run: RunHandle, name: str, results: list[LeafResult], index: pl.DataFrame
+) -> ScatterGatherResult:
+    """Validate a terminal node's leaf results, stage one file per table, write its manifest.
+
+    ``index`` holds the index columns of the node's batch, one row per result.
+    """
+    index = leaf_index(results, index)
+    frames = _validated_frames(run, results, index)
     staged: dict[str, list[dict[str, Any]]] = {}
     for table_name, table in run.schema.result_tables.items():
-        frame = tables.conform(frames[table_name], table)
         staged_file = tables.stage_frame(
-            run.store, run.layout.table(table_name), table, frame, name=name
+            run.store, run.layout.table(table_name), table, frames[table_name], name=name
         )
         staged[table_name] = [staged_file.model_dump()] if staged_file else []
     failed = frames[FAILURES].height

@@ -474,7 +474,9 @@ def test_a_failing_leaf_raises_until_its_last_attempt_then_reports_its_failure(
         node=node.name,
     )
     spec = next(
-        s for s in read_batch(handle_for(children.triggered[0][0]), node.name) if s.sort_index == 3
+        s
+        for s in read_batch(handle_for(children.triggered[0][0]), node.name)[0]
+        if s.sort_index == 3
     )
     leaf = hx.hatchet_task_for(probe)
     inp = hx.leaf_input_model(Probe)(run=ref, spec=spec)
@@ -492,19 +494,22 @@ def test_leaf_results_keep_their_exact_types_through_storage() -> None:
     frame = pl.DataFrame({"step": [0, 1], "value": [0.5, float("nan")]})
     result = LeafResult(
         7,
-        {"x": 1.5, "floors": None, "when": datetime(2026, 3, 1, 12, tzinfo=UTC), "mode": "ok"},
-        scalars={"y": float("inf"), "label": "s7", "day": datetime(2026, 3, 1, tzinfo=UTC).date()},
+        "wf-7",
+        None,
+        scalars={
+            "y": float("inf"),
+            "label": "s7",
+            "when": datetime(2026, 3, 1, 12, tzinfo=UTC),
+            "day": datetime(2026, 3, 1, tzinfo=UTC).date(),
+            "floors": None,
+        },
         file_refs={"report": "s3://b/k/report.txt"},
         frames={"rows": frame},
     )
     back = hx.decode_leaf_result(hx.encode_leaf_result(result))
 
-    assert (back.sort_index, back.index, back.file_refs, back.failure) == (
-        7,
-        result.index,
-        result.file_refs,
-        None,
-    )
+    assert (back.sort_index, back.workflow_run_id, back.root_workflow_run_id) == (7, "wf-7", None)
+    assert (back.file_refs, back.failure) == (result.file_refs, None)
     assert back.scalars == result.scalars
     assert back.frames["rows"].schema == frame.schema and back.frames["rows"].equals(frame)
 

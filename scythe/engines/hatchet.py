@@ -239,7 +239,8 @@ def encode_leaf_result(result: LeafResult) -> bytes:
     """One leaf's rows as a small zip: ``leaf.json`` plus one Arrow IPC file per dataframe output."""
     header = {
         "sort_index": result.sort_index,
-        "index": result.index,
+        "workflow_run_id": result.workflow_run_id,
+        "root_workflow_run_id": result.root_workflow_run_id,
         "scalars": result.scalars,
         "file_refs": result.file_refs,
         "failure": result.failure,
@@ -265,7 +266,8 @@ def decode_leaf_result(data: bytes) -> LeafResult:
         }
     return LeafResult(
         header["sort_index"],
-        header["index"],
+        header["workflow_run_id"],
+        header["root_workflow_run_id"],
         scalars=header["scalars"],
         file_refs=header["file_refs"],
         frames=frames,
@@ -293,7 +295,6 @@ def collect_leaf_results(
         message = f"leaf task failed on Hatchet after {attempts} attempt(s): {outcome}"
         return crashed_leaf(
             spec,
-            run.schema,
             ctx,
             message=message,
             attempts=attempts,
@@ -495,7 +496,7 @@ async def _run_terminal(
     finished = await asyncio.to_thread(stored_result, run, name)
     if finished is not None:  # a retried or resumed node does its work once
         return finished
-    specs = await asyncio.to_thread(read_batch, run, name)
+    specs, index = await asyncio.to_thread(read_batch, run, name)
     leaf = hatchet_task_for(run.experiment)
     model = leaf_input_model(run.experiment.input_spec)
     ref = LeafRunRef.of(inp)
@@ -521,7 +522,7 @@ async def _run_terminal(
         workflow_run_id=ctx.workflow_run_id,
         root_workflow_run_id=metadata[ROOT_RUN_KEY],
     )
-    result = await asyncio.to_thread(stage_node, run, name, results)
+    result = await asyncio.to_thread(stage_node, run, name, results, index)
     await asyncio.to_thread(run.store.delete_prefix, leaf_results_prefix(inp.run_id, name))
     return result
 
