@@ -20,11 +20,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +76,9 @@ __all__ = ["BaseExperiment", "ExperimentRun", "LocalEngine", "Results", "Version
 
 MAX_TERMINAL_SPECS = 1000
 # Scalar-only outputs are a few values per spec: bigger nodes, fewer fixed costs.
-MAX_TERMINAL_SPECS_SCALAR_ONLY = 5000
+MAX_TERMINAL_SPECS_SCALAR_ONLY = 10_000
+# Threads writing a new run's tables and batches (see BaseExperiment._write_tables).
+WRITE_THREADS = 8
 
 
 class UnfinishedRunWarning(UserWarning):
@@ -295,7 +299,7 @@ class BaseExperiment:
                     if name in entry:
                         column[i] = uploaded[entry[name]]
                 frame = frame.with_columns(pl.Series(name, column, dtype=pl.String))
-        self._write_specs(store, layout, schema, frame.sort("sort_index"), rmap)
+        self._write_tables(store, layout, schema, frame.sort("sort_index"), rmap)
         store.put_bytes(
             layout.io_spec,
             dump_yaml(experiment_io_spec(runnable.input_spec, runnable.output_spec)),
@@ -309,8 +313,6 @@ class BaseExperiment:
             for name, table in {"specs": schema.specs, **schema.result_tables}.items()
         }
         store.put_bytes(layout.table_schemas, dump_yaml(stored))
-        for name, table in schema.result_tables.items():
-            tables.create_table(store, layout.table(name), table)
 
         run = ExperimentRun(manifest.run_id, store=store, experiment=runnable)
         root = ScatterGatherInput(
@@ -372,25 +374,38 @@ class BaseExperiment:
         return uris
 
     @staticmethod
-    def _write_specs(
+    def _write_tables(
         store: Store,
         layout: RunLayout,
         schema: ExperimentSchema,
         frame: pl.DataFrame,
         rmap: RecursionMap,
     ) -> None:
-        """Write the ``specs`` table and one batch per terminal node (rows in ``sort_index`` order)."""
-        write_deltalake(
-            store.table_uri(layout.specs),
-            frame.to_arrow().cast(schema.specs.arrow_schema()),
-            mode="error",
-            storage_options=store.storage_options(),
-            name="specs",
-        )
+        """Write the ``specs`` table, one batch per terminal node and the empty result tables.
+
+        The writes are independent, so they run on a few threads: Parquet
+        encoding and Delta commits release the GIL, and on S3 each one waits on
+        the network.
+        """
+        jobs: list[Callable[[], object]] = [
+            functools.partial(
+                write_deltalake,
+                store.table_uri(layout.specs),
+                frame.to_arrow().cast(schema.specs.arrow_schema()),
+                mode="error",
+                storage_options=store.storage_options(),
+                name="specs",
+            )
+        ]
         for node in iter_terminal_nodes(frame.height, rmap):
             positions = node.positions
             batch = frame.clear() if not len(positions) else frame.gather(list(positions))
-            write_batch(store, layout.batch(node.name), batch)
+            jobs.append(functools.partial(write_batch, store, layout.batch(node.name), batch))
+        for name, table in schema.result_tables.items():
+            jobs.append(functools.partial(tables.create_table, store, layout.table(name), table))
+        with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(jobs))) as pool:
+            for future in [pool.submit(job) for job in jobs]:
+                future.result()
 
 
 def _check_unique_sort_index(specs: Sequence[ExperimentInputSpec]) -> None:

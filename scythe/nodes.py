@@ -14,6 +14,7 @@ Engines decide where nodes run; this module decides what they do.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -179,8 +180,6 @@ def run_terminal_node(
     return stage_node(run, name, results, index)
 
 
-# Which part of a leaf result fills each built-in table.
-_PARTS = {SCALARS: "scalars", FILE_REFS: "file_refs", FAILURES: "failure"}
 _RUN_IDS = ("workflow_run_id", "root_workflow_run_id")
 
 
@@ -200,16 +199,13 @@ def leaf_index(results: list[LeafResult], index: pl.DataFrame) -> pl.DataFrame:
 
 
 def _table_frame(
-    results: list[LeafResult], index: pl.DataFrame, table: tables.TableSchema, part: str
+    rows: pl.DataFrame, parts: list[dict[str, Any]], table: tables.TableSchema
 ) -> tuple[pl.DataFrame, dict[int, str]]:
-    """One built-in table's frame: the chosen leaves' index rows and their values, column-wise.
+    """One built-in table's frame: index ``rows`` beside the values in ``parts``, column-wise.
 
     If a value does not fit its column, rows are tried one by one to set the
     culprits aside.
     """
-    chosen = [(r.failure is None) != (part == "failure") for r in results]
-    parts = [getattr(r, part) or {} for r, keep in zip(results, chosen, strict=True) if keep]
-    rows = index.filter(pl.Series(chosen, dtype=pl.Boolean))
     if not table.values:
         return rows.select(table.names), {}
     try:
@@ -248,14 +244,23 @@ def _validated_frames(
     checks every column again when it reads the tables.
     """
     schema = run.schema
+    succeeded = [r.failure is None for r in results]
+    ok = list(itertools.compress(results, succeeded))
+    failed = [r for r in results if r.failure is not None]
+    mask = pl.Series(succeeded, dtype=pl.Boolean)
+    ok_index, failed_index = index.filter(mask), index.filter(~mask)
     frames: dict[str, pl.DataFrame] = {}
     invalid: dict[int, str] = {}
-    for name, part in _PARTS.items():
-        frames[name], bad = _table_frame(results, index, schema.table(name), part)
+    for name, rows, parts in (
+        (SCALARS, ok_index, [r.scalars or {} for r in ok]),
+        (FILE_REFS, ok_index, [r.file_refs or {} for r in ok]),
+        (FAILURES, failed_index, [r.failure or {} for r in failed]),
+    ):
+        frames[name], bad = _table_frame(rows, parts, schema.table(name))
         for s, message in bad.items():
             invalid.setdefault(s, message)
     for name, table in schema.dataframes.items():
-        parts = [r.frames[name] for r in results if r.ok and name in r.frames]
+        parts = [r.frames[name] for r in ok if name in r.frames]
         frames[name] = pl.concat(parts, how="vertical") if parts else table.empty_frame()
     for name, table in schema.result_tables.items():
         if name == FAILURES or (name != SCALARS and not table.values):
@@ -360,9 +365,10 @@ class RunSummary:
         return self.message
 
 
-def _sort_indices(store: Store, key: str) -> list[int]:
+def _sort_indices(store: Store, key: str) -> pl.Series:
     delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
-    return delta.to_pyarrow_table(columns=["sort_index"]).column("sort_index").to_pylist()
+    column = delta.to_pyarrow_table(columns=["sort_index"]).column("sort_index")
+    return pl.Series("sort_index", column, dtype=pl.Int64)
 
 
 def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSummary:
@@ -381,16 +387,22 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
     expected = _sort_indices(run.store, run.layout.specs)
     done = _sort_indices(run.store, run.layout.table(SCALARS))
     failed = _sort_indices(run.store, run.layout.table(FAILURES))
-    outcome = done + failed
-    missing = sorted(set(expected) - set(outcome))
-    duplicated = len(outcome) - len(set(outcome))
+    outcome = pl.concat([done, failed])
+    missing = (
+        expected.to_frame()
+        .join(outcome.to_frame(), on="sort_index", how="anti")
+        .get_column("sort_index")
+        .sort()
+        .to_list()
+    )
+    duplicated = outcome.len() - outcome.n_unique()
     if missing or duplicated:
         status = "incomplete"
         message = (
             f"run {run.layout.run_id} is INCOMPLETE: {len(missing)} spec(s) missing "
             f"(first: {missing[:10]}), {duplicated} duplicated; resume it to finish"
         )
-    elif failed:
+    elif failed.len():
         status = "partial"
         message = (
             f"run {run.layout.run_id}: {len(done)} done, {len(failed)} failed of {len(expected)}"

@@ -19,7 +19,14 @@ from scythe_test_experiments import Probe, probe
 
 from scythe import BaseExperiment, LocalEngine, RecursionMap
 from scythe.errors import SpecValidationError
-from scythe.nodes import ScatterGatherInput, finalize_run, handle_for, stored_result
+from scythe.nodes import (
+    ScatterGatherInput,
+    finalize_run,
+    gather_node,
+    handle_for,
+    run_terminal_node,
+    stored_result,
+)
 from scythe.scatter_gather import iter_terminal_nodes
 from scythe.storage import LocalStore
 
@@ -151,6 +158,36 @@ def test_repeated_nodes_and_root_add_nothing(experiment):
     assert resumed.result().status == "partial"
     done, failed = outcome_indices(run.results())
     assert sorted(done + failed) == list(range(12))
+
+
+class _Submitted:
+    """An engine that takes the root node and runs nothing (the test drives the nodes)."""
+
+    name = "local"
+    slots = 0
+
+    def __init__(self) -> None:
+        self.root: ScatterGatherInput | None = None
+
+    def waits_by_default(self) -> bool:
+        return False
+
+    def submit(self, root, experiment):
+        self.root = root
+        return None
+
+
+def test_the_root_reports_specs_no_node_staged(experiment):
+    engine = _Submitted()
+    run, _ = experiment.allocate(
+        specs_with({}, n=10), recursion_map=RecursionMap(factor=2, max_depth=1), engine=engine
+    )
+    root = engine.root
+    first = run_terminal_node(root.child(0))  # node 1 (the odd sort indices) never runs
+    summary = finalize_run(root, gather_node(root, [first]))
+    assert (summary.status, summary.done, summary.missing) == ("incomplete", 5, 5)
+    assert "first: [1, 3, 5, 7, 9]" in summary.message
+    assert run.manifest.status == "incomplete" and run.manifest.missing == 5
 
 
 def test_payloads_are_small_whatever_the_number_of_specs():
