@@ -282,13 +282,14 @@ def run_leaf(
     *,
     tries: int | None = None,
     first_attempt: int = 1,
-    before_attempt: Callable[[int], None] | None = None,
+    before_attempt: Callable[[int, int], None] | None = None,
 ) -> LeafResult:
     """Run one spec with retries; never raises for a failure of the spec itself.
 
     ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
     ``tries=1`` and the attempt number they are on as ``first_attempt``.
-    ``before_attempt(attempt)`` is called before each try (engines time each try).
+    ``before_attempt(sort_index, attempt)`` is called before each try (engines
+    time each try).
     The spec's engine run ids are set from ``ctx`` in place: engines pass specs
     they own.
     """
@@ -297,7 +298,7 @@ def run_leaf(
     last: BaseException | None = None
     for attempt in range(first_attempt, first_attempt + tries):
         if before_attempt is not None:
-            before_attempt(attempt)
+            before_attempt(spec.sort_index, attempt)
         try:
             return call_once(experiment, schema, spec, ctx)
         except Exception as exc:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 from deltalake import DeltaTable
@@ -36,7 +36,19 @@ from scythe.schema import FAILURES, FILE_REFS, SCALARS, ExperimentSchema, compil
 from scythe.storage import Store, open_store
 
 ROOT_COMMITTER = "root"
-LeafProgress = Callable[[str, int], None]
+
+
+class LeafProgress(Protocol):
+    """What a terminal node reports while it runs; engines count and time leaves with it."""
+
+    def started(self, sort_index: int, attempt: int) -> None:
+        """Before each try of a leaf."""
+
+    def finished(self, sort_index: int, ok: bool) -> None:
+        """After a leaf's last try."""
+
+    def staging(self) -> None:
+        """Once every leaf is done, before the node's tables are staged."""
 
 
 class ScatterGatherInput(BaseModel):
@@ -150,9 +162,8 @@ def run_terminal_node(
 
     ``crashed`` maps a spec's ``sort_index`` to ``(attempts, message)`` for
     specs whose worker died under them too often: they become failure rows
-    without being run again. ``progress(event, sort_index)`` is called with
-    ``"start"`` before each try of a leaf, ``"done"`` or ``"failed"`` after it,
-    and with ``("staging", -1)`` once the leaves are done.
+    without being run again. ``progress`` hears of every leaf (see
+    :class:`LeafProgress`).
     """
     run = handle_for(inp)
     name = inp.node.name
@@ -165,18 +176,18 @@ def run_terminal_node(
     crashed = crashed or {}
     results: list[LeafResult] = []
     specs, index = read_batch(run, name)
+    started = progress.started if progress is not None else None
     for spec in specs:
         if spec.sort_index in crashed:
             attempts, message = crashed[spec.sort_index]
             results.append(crashed_leaf(spec, ctx, message=message, attempts=attempts))
             continue
-        announce = (lambda _attempt, s=spec.sort_index: progress("start", s)) if progress else None
-        result = run_leaf(run.experiment, run.schema, spec, ctx, before_attempt=announce)
-        if progress:
-            progress("done" if result.ok else "failed", spec.sort_index)
+        result = run_leaf(run.experiment, run.schema, spec, ctx, before_attempt=started)
+        if progress is not None:
+            progress.finished(result.sort_index, result.failure is None)
         results.append(result)
-    if progress:
-        progress("staging", -1)
+    if progress is not None:
+        progress.staging()
     return stage_node(run, name, results, index)
 
 

@@ -26,7 +26,6 @@ import time
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -74,23 +73,29 @@ CURRENT_SPEC, STARTED_AT, DONE, FAILED = range(4)
 IDLE = -1.0
 
 
+class _SharedProgress:
+    """A worker's leaf progress, written to its shared array (the driver reads it when it polls)."""
+
+    def __init__(self, shared: Any) -> None:
+        self.shared = shared
+
+    def started(self, sort_index: int, attempt: int) -> None:
+        # The driver needs to know which spec was running if this process dies.
+        self.shared[STARTED_AT] = time.monotonic()
+        self.shared[CURRENT_SPEC] = sort_index
+
+    def finished(self, sort_index: int, ok: bool) -> None:
+        self.shared[DONE if ok else FAILED] += 1
+
+    def staging(self) -> None:
+        self.shared[CURRENT_SPEC] = IDLE
+
+
 def _worker_main(conn: Connection, shared: Any) -> None:
     """Loop of one worker process: run terminal nodes sent by the driver."""
     # Ctrl-C reaches the whole process group; the driver decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def progress(event: str, sort_index: int) -> None:
-        if event == "start":
-            # The driver needs to know which spec was running if this process dies.
-            shared[STARTED_AT] = time.monotonic()
-            shared[CURRENT_SPEC] = sort_index
-        elif event == "staging":
-            shared[CURRENT_SPEC] = IDLE
-        elif event == "done":
-            shared[DONE] += 1
-        elif event == "failed":
-            shared[FAILED] += 1
-
+    progress = _SharedProgress(shared)
     while True:
         try:
             message = conn.recv()
@@ -380,7 +385,7 @@ class LocalEngine:
                 result = run_terminal_node(
                     inp,
                     workflow_run_id=f"local:{inp.node.name}",
-                    progress=_in_process_progress(progress),
+                    progress=_InProcessProgress(progress),
                 )
                 results[result.node] = result
             return results
@@ -406,14 +411,23 @@ class LocalEngine:
         update_manifest(run.store, run.layout, status=status, message=message)
 
 
-def _in_process_progress(progress: Progress) -> Callable[[str, int], None]:
-    def report(event: str, sort_index: int) -> None:
-        if event == "done":
-            progress.add(1, 0)
-        elif event == "failed":
-            progress.add(0, 1)
+class _InProcessProgress:
+    """Leaf progress of a run executed in the driver's process (``slots=0``)."""
 
-    return report
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def started(self, sort_index: int, attempt: int) -> None:
+        pass
+
+    def finished(self, sort_index: int, ok: bool) -> None:
+        if ok:
+            self.progress.add(1, 0)
+        else:
+            self.progress.add(0, 1)
+
+    def staging(self) -> None:
+        pass
 
 
 # One worker per core already uses the cores: thread pools of their own in each
