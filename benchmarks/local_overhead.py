@@ -69,7 +69,7 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--cpu-n", type=int, default=2_000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of [1]; medians are compared")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of [1]; medians are compared")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     print(f"machine: {cores} cores, python {sys.version.split()[0]}")

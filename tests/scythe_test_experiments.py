@@ -6,6 +6,7 @@ spec types must still be found.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import tempfile
@@ -117,3 +118,20 @@ def slow_probe(spec: Probe) -> ProbeOut:
     if spec.mode == "slow":
         time.sleep(60)
     return probe.fn(spec, Path(tempfile.mkdtemp()))
+
+
+class Nothing(ExperimentInputSpec):
+    pass
+
+
+class GcThresholds(ExperimentOutputSpec):
+    young: int
+    middle: int
+    old: int
+
+
+@ExperimentRegistry.Register(name="gc_thresholds")
+def gc_thresholds(spec: Nothing) -> GcThresholds:
+    """The garbage collector thresholds of the process the leaf runs in."""
+    young, middle, old = gc.get_threshold()
+    return GcThresholds(young=young, middle=middle, old=old)

@@ -6,6 +6,7 @@ Each invariant of DESIGN.md §4 has a test here, on a local directory and on S3
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -15,9 +16,10 @@ import pandas as pd
 import polars as pl
 import pytest
 from deltalake import DeltaTable
-from scythe_test_experiments import Probe, probe
+from scythe_test_experiments import Nothing, Probe, gc_thresholds, probe
 
 from scythe import BaseExperiment, LocalEngine, RecursionMap
+from scythe.engines.local import WORKER_GC_THRESHOLDS
 from scythe.errors import SpecValidationError
 from scythe.nodes import (
     ScatterGatherInput,
@@ -429,3 +431,14 @@ def test_a_node_that_fails_leaves_the_run_incomplete_and_resumable(experiment, m
     assert run.resume(engine=LocalEngine(slots=0)).result().status == "complete"
     done, failed = outcome_indices(run.results())
     assert done == list(range(9)) and failed == []
+
+
+def test_workers_collect_garbage_less_often_and_leave_the_caller_alone(store):
+    experiment = BaseExperiment(runnable=gc_thresholds, storage=store)
+    mine = gc.get_threshold()
+    in_worker, _ = experiment.allocate([Nothing()], engine=LocalEngine(slots=1, progress=False))
+    in_process, _ = experiment.allocate([Nothing()], engine=LocalEngine(slots=0))
+    row = in_worker.results().scalars.row(0, named=True)
+    assert (row["young"], row["middle"], row["old"]) == WORKER_GC_THRESHOLDS != mine
+    row = in_process.results().scalars.row(0, named=True)
+    assert (row["young"], row["middle"], row["old"]) == mine == gc.get_threshold()
