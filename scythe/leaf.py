@@ -289,9 +289,8 @@ def run_leaf(
     ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
     ``tries=1`` and the attempt number they are on as ``first_attempt``.
     ``before_attempt(sort_index, attempt)`` is called before each try (engines
-    time each try).
-    The spec's engine run ids are set from ``ctx`` in place: engines pass specs
-    they own.
+    time each try). The spec's engine run ids are set from ``ctx`` in place:
+    engines pass specs they own.
     """
     _set_run_ids(spec, ctx)
     tries = experiment.options.retries + 1 if tries is None else tries

@@ -14,7 +14,6 @@ Engines decide where nodes run; this module decides what they do.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -194,7 +193,7 @@ def run_terminal_node(
 _RUN_IDS = ("workflow_run_id", "root_workflow_run_id")
 
 
-def leaf_index(results: list[LeafResult], index: pl.DataFrame) -> pl.DataFrame:
+def _leaf_index(results: list[LeafResult], index: pl.DataFrame) -> pl.DataFrame:
     """The index columns of ``results``: the batch's ``index`` rows plus each leaf's run ids.
 
     ``results`` must be in the batch's order (one per row of ``index``).
@@ -255,10 +254,9 @@ def _validated_frames(
     checks every column again when it reads the tables.
     """
     schema = run.schema
-    succeeded = [r.failure is None for r in results]
-    ok = list(itertools.compress(results, succeeded))
+    ok = [r for r in results if r.failure is None]
     failed = [r for r in results if r.failure is not None]
-    mask = pl.Series(succeeded, dtype=pl.Boolean)
+    mask = pl.Series([r.failure is None for r in results], dtype=pl.Boolean)
     ok_index, failed_index = index.filter(mask), index.filter(~mask)
     frames: dict[str, pl.DataFrame] = {}
     invalid: dict[int, str] = {}
@@ -304,7 +302,7 @@ def stage_node(
 
     ``index`` holds the index columns of the node's batch, one row per result.
     """
-    index = leaf_index(results, index)
+    index = _leaf_index(results, index)
     frames = _validated_frames(run, results, index)
     staged: dict[str, list[dict[str, Any]]] = {}
     for table_name, table in run.schema.result_tables.items():
