@@ -91,6 +91,11 @@ def test_results_are_sorted_and_typed(experiment, two_workers):
         rows.select("sort_index", "sort_subindex").rows()
     )
     assert rows.filter(pl.col("sort_index") == 5)["value"].to_list() == [0.0, 5.0, 10.0]
+    # Each row names the terminal node that ran its spec, in every table alike.
+    nodes = {f"local:{node.name}" for node in iter_terminal_nodes(30, RMAP)}
+    assert set(scalars["workflow_run_id"]) == nodes
+    by_spec = dict(scalars.select("sort_index", "workflow_run_id").iter_rows())
+    assert all(by_spec[s] == w for s, w in rows.select("sort_index", "workflow_run_id").iter_rows())
     pdf = results.to_pandas("scalars")
     assert isinstance(pdf.index, pd.MultiIndex)
     assert pdf.index.get_level_values("floors").dtype == pd.Int64Dtype()
