@@ -18,7 +18,7 @@ from scythe.base import (
     OptionalFileReference,
 )
 from scythe.registry import ExperimentRegistry
-from scythe.scatter_gather import RecursionMap
+from scythe.scatter_gather import RecursionMap, ScatterGatherInput, ScatterGatherResult
 
 __version__ = "0.1.0"
 
@@ -26,23 +26,21 @@ _LAZY = {
     "BaseExperiment": "scythe.experiments",
     "ExperimentRun": "scythe.experiments",
     "VersionedExperiment": "scythe.experiments",
-    "Results": "scythe.experiments",
+    "Results": "scythe.results",
     "SemVer": "scythe.versions",
-    "ScatterGatherInput": "scythe.nodes",
-    "ScatterGatherResult": "scythe.nodes",
     "LocalEngine": "scythe.engines.local",
     "HatchetEngine": "scythe.engines.hatchet",
-    "ScytheWorkerConfig": "scythe.worker",
-    "ScytheWorkerLabel": "scythe.worker",
+    "ScytheWorkerConfig": "scythe.settings",
+    "ScytheWorkerLabel": "scythe.settings",
 }
 
 if TYPE_CHECKING:
     from scythe.engines.hatchet import HatchetEngine
     from scythe.engines.local import LocalEngine
-    from scythe.experiments import BaseExperiment, ExperimentRun, Results, VersionedExperiment
-    from scythe.nodes import ScatterGatherInput, ScatterGatherResult
+    from scythe.experiments import BaseExperiment, ExperimentRun, VersionedExperiment
+    from scythe.results import Results
+    from scythe.settings import ScytheWorkerConfig, ScytheWorkerLabel
     from scythe.versions import SemVer
-    from scythe.worker import ScytheWorkerConfig, ScytheWorkerLabel
 
 
 def __getattr__(name: str) -> Any:

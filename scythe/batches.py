@@ -16,13 +16,11 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-import pandera.polars as pa
 import polars as pl
 
 from scythe.base import ExperimentInputSpec, list_adapter
 from scythe.errors import SpecValidationError
-from scythe.leaf import PLAIN_TYPES, cell
-from scythe.schema import EXTRA_JSON, ExperimentSchema
+from scythe.schema import EXTRA_JSON, PLAIN_TYPES, ExperimentSchema, cell
 from scythe.storage import Store
 
 PENDING_RUN_ID = "pending"
@@ -69,6 +67,8 @@ def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
     Row ``i`` is spec ``i`` of the caller's list. This also catches specs that
     were valid when built and changed afterwards.
     """
+    import pandera.polars as pa
+
     try:
         schema.specs.pandera_schema().validate(frame, lazy=True)
     except pa.errors.SchemaErrors as err:

@@ -1,6 +1,12 @@
-"""Typed errors users can catch.
+"""Typed errors users can catch: every error Scythe raises on purpose is here.
 
 Every error says what was wrong, with the value, and what to do about it.
+Each class also derives from the builtin that describes it, so ``except
+ValueError`` (a bad value), ``except LookupError`` (a lookup that missed) or
+``except TypeError`` (a declaration of the wrong shape) catch them too.
+
+>>> issubclass(RunNotFoundError, LookupError), issubclass(VersionError, ValueError)
+(True, True)
 """
 
 from __future__ import annotations
@@ -10,8 +16,18 @@ class ScytheError(Exception):
     """Base class of every error Scythe raises on purpose."""
 
 
+class _MissingKeyMessage:
+    """For ``KeyError`` subclasses: show the message as written, not its ``repr``."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# --------------------------------------------------------------------------- specs and schemas
+
+
 class SpecValidationError(ScytheError, ValueError):
-    """One or more specs (or spec classes) are invalid.
+    """One or more specs are invalid.
 
     ``problems`` holds one ``(spec_index, field, value, message)`` tuple per
     problem, so callers can report or fix them all at once.
@@ -71,16 +87,66 @@ class IndexCollisionError(SchemaCompileError):
     """An output column has the same name as an index column."""
 
 
-class RecursionMapError(ScytheError, ValueError):
-    """A recursion map or tree path is out of range."""
-
-
 class SchemaMismatchError(ScytheError, ValueError):
     """A frame does not have the columns or types of its table schema."""
 
 
+class VersionError(ScytheError, ValueError):
+    """A version string or bump is not valid."""
+
+
+class RecursionMapError(ScytheError, ValueError):
+    """A recursion map or tree path is out of range."""
+
+
+class ExperimentNameError(ScytheError, ValueError):
+    """An experiment name cannot name a folder in storage (empty, or contains '/')."""
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class RegistryError(ScytheError):
+    """An experiment cannot be registered, found or imported."""
+
+
+class ExperimentDefinitionError(RegistryError, TypeError):
+    """A function's signature cannot be registered as an experiment, or is not registered."""
+
+
+class ExperimentOptionsError(RegistryError, ValueError):
+    """An option given to ``Register()`` is out of range or clashes with one Scythe sets."""
+
+
+class ExperimentNotFoundError(RegistryError, LookupError):
+    """No experiment is registered under that name."""
+
+
+class ExperimentImportError(RegistryError):
+    """Worker processes could not import the experiment (defined in a function, a REPL, ...)."""
+
+
+class DuplicateExperimentError(RegistryError):
+    """Another function is already registered under this experiment name."""
+
+
+# --------------------------------------------------------------------------- storage and tables
+
+
 class StorageError(ScytheError):
-    """A store could not read, write or find an object, or a storage URI is invalid."""
+    """A store could not read, write or find an object."""
+
+
+class StorageURIError(StorageError, ValueError):
+    """A storage URI, bucket name or store key is malformed or unsupported."""
+
+
+class ObjectNotFoundError(StorageError, LookupError):
+    """No object (or no bucket) exists at the given location."""
+
+
+class RunFolderError(StorageError):
+    """A new run could not claim a folder of its own in storage."""
 
 
 class SettingsError(ScytheError, ValueError):
@@ -91,28 +157,39 @@ class TableError(ScytheError):
     """A Delta table cannot be created, staged into, committed or read."""
 
 
+class TableNotFoundError(_MissingKeyMessage, TableError, KeyError):
+    """A run or schema has no table of that name."""
+
+
+class ColumnNotFoundError(_MissingKeyMessage, TableError, KeyError):
+    """A table schema has no column of that name."""
+
+
 class ResultValidationError(ScytheError, ValueError):
-    """Stored results do not match the schema compiled from the specs."""
+    """Stored results do not match the schema stored with their run."""
 
 
-class RegistryError(ScytheError, TypeError):
-    """A function cannot be registered as an experiment, or no experiment has that name."""
+class RunNotFoundError(ScytheError, LookupError):
+    """No run, version or experiment exists at the given id in storage."""
 
 
-class DuplicateExperimentError(RegistryError):
-    """Another function is already registered under this experiment name."""
+# --------------------------------------------------------------------------- running
 
 
 class LeafError(ScytheError):
     """A leaf's function returned something other than its output spec."""
 
 
+class LeafAttemptError(LeafError):
+    """One attempt of a leaf failed and Hatchet will retry it (raised to hand the retry to Hatchet)."""
+
+
 class EngineError(ScytheError):
     """An engine cannot run, reach or finish a run."""
 
 
-class RunNotFoundError(ScytheError, LookupError):
-    """No run, version or experiment exists at the given id in storage."""
+class EngineConfigError(EngineError, ValueError):
+    """An engine was named or configured with a value it cannot use."""
 
 
 class HatchetConfigError(EngineError):
@@ -121,10 +198,6 @@ class HatchetConfigError(EngineError):
 
 class NodeFailedError(EngineError):
     """A tree node on Hatchet could not finish because child nodes failed after their retries."""
-
-
-class LeafAttemptError(LeafError):
-    """One attempt of a leaf failed and Hatchet will retry it (raised to hand the retry to Hatchet)."""
 
 
 class WorkerConfigError(ScytheError, ValueError):

@@ -57,10 +57,23 @@ class RunLayout:
         return f"{self.run_id}/specs"
 
     def table(self, name: str) -> str:
-        return f"{self.run_id}/final/{name}"
+        """The Delta table ``name``: ``specs``, or a result table under ``final/``."""
+        return self.specs if name == "specs" else f"{self.run_id}/final/{name}"
 
     def artifact(self, field: str, digest: str, name: str) -> str:
         return f"{self.run_id}/artifacts/{field}/{digest}/{name}"
+
+    def result_file(self, field: str, sort_index: int, name: str) -> str:
+        """A file output of one spec, uploaded by its leaf."""
+        return f"{self.run_id}/results/{field}/{sort_index}/{name}"
+
+    def leaf_results(self, node: str) -> str:
+        """Where a terminal node's leaves leave their rows for it (distributed engines)."""
+        return f"{self.run_id}/scatter-gather/leaves/{node}"
+
+    def leaf_result(self, node: str, sort_index: int) -> str:
+        # One key per spec: a leaf delivered twice overwrites its own object, never adds one.
+        return f"{self.leaf_results(node)}/{sort_index}.zip"
 
     def batch(self, node: str) -> str:
         return f"{self.run_id}/scatter-gather/batches/{node}.parquet"
@@ -93,7 +106,10 @@ class RunManifest(BaseModel):
     """``manifest.yml``: what a run is, how it was split and how it ended."""
 
     run_id: str
-    experiment: str
+    experiment: str = Field(description="The experiment's folder name (BaseExperiment.name)")
+    runnable: str | None = Field(
+        default=None, description="Registered name of the experiment's function"
+    )
     version: str
     created_at: datetime
     storage_uri: str

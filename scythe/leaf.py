@@ -9,7 +9,6 @@ escapes to stop the rest of the batch.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import os
 import shutil
@@ -18,27 +17,26 @@ import traceback
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import polars as pl
-from pydantic import AnyUrl
 
 from scythe.base import ExperimentInputSpec, ExperimentOutputSpec, file_reference_uri
 from scythe.errors import LeafError
+from scythe.layout import RunLayout
 from scythe.registry import ExperimentRunnable
-from scythe.schema import SORT_SUBINDEX, ExperimentSchema
+from scythe.schema import PLAIN_TYPES, SORT_SUBINDEX, ExperimentSchema, cell
 from scythe.storage import Store, open_store
 
 
 @dataclass(frozen=True)
 class LeafContext:
-    """Where a leaf runs: the run's store and key, the cache, and engine run ids."""
+    """Where a leaf runs: the run's store and layout, the cache, and engine run ids."""
 
     store: Store
-    run_key: str
+    layout: RunLayout
     cache_dir: Path
     workflow_run_id: str | None = None
     root_workflow_run_id: str | None = None
@@ -65,21 +63,7 @@ class LeafResult:
         return self.failure is None
 
 
-# --------------------------------------------------------------------------- cells
-
-
-def cell(value: Any) -> Any:
-    """A spec value as it is stored in a table cell."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Path | AnyUrl):
-        return file_reference_uri(value)
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value
-
-
-PLAIN_TYPES = (int, float, str, bool, type(None))
+# --------------------------------------------------------------------------- rows
 
 
 def index_values(spec: ExperimentInputSpec, schema: ExperimentSchema) -> dict[str, Any]:
@@ -111,12 +95,6 @@ def failure_row(
 
 
 # --------------------------------------------------------------------------- files
-
-
-def uri_of(store: Store, key: str) -> str:
-    """The URI stored in tables for ``key``: ``s3://...``, or ``file://...`` for a local store."""
-    uri = store.uri(key)
-    return uri if "://" in uri else Path(uri).as_uri()
 
 
 def fetch_file(reference: Any, cache_dir: Path) -> Path:
@@ -172,9 +150,9 @@ def upload_outputs(
         if isinstance(value, Path):
             if not value.is_file():
                 raise LeafError(f"output {name!r} = {str(value)!r} is not a file")
-            key = f"{ctx.run_key}/results/{name}/{sort_index}/{value.name}"
+            key = ctx.layout.result_file(name, sort_index, value.name)
             ctx.store.upload_file(value, key)
-            uris[name] = uri_of(ctx.store, key)
+            uris[name] = ctx.store.file_uri(key)
         else:
             uris[name] = file_reference_uri(value)
     return uris
@@ -243,9 +221,15 @@ def _result(
         )
     fields = output.__dict__
     scalars = {}
-    for name in schema.scalars.value_names:
-        value = fields[name]
-        scalars[name] = value if type(value) in PLAIN_TYPES else cell(value)
+    try:
+        for name in schema.scalars.value_names:
+            value = fields[name]
+            scalars[name] = value if type(value) in PLAIN_TYPES else cell(value)
+    except KeyError as missing:
+        raise LeafError(
+            f"{experiment.output_spec.__name__} has no field {missing}, which the run's stored "
+            "schema has: the output spec changed since the run was allocated"
+        ) from None
     file_refs = (
         upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
         if schema.output_file_fields

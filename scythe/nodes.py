@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import polars as pl
-from deltalake import DeltaTable
-from pydantic import BaseModel, Field
 
 from scythe import batches, tables
-from scythe.errors import ScytheError
-from scythe.layout import RunLayout, RunManifest, read_manifest, update_manifest
+from scythe.errors import EngineError, ExperimentNotFoundError
+from scythe.layout import RunLayout, RunManifest, load_yaml, read_manifest, update_manifest
 from scythe.leaf import LeafContext, LeafResult, crashed_leaf, run_leaf
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, load_runnable
-from scythe.scatter_gather import RecursionMap, TreeNode, node_for
-from scythe.schema import FAILURES, FILE_REFS, SCALARS, ExperimentSchema, compile_experiment
+from scythe.scatter_gather import RunSummary, ScatterGatherInput, ScatterGatherResult
+from scythe.schema import FAILURES, FILE_REFS, SCALARS, SPECS, ExperimentSchema, schema_from_dict
 from scythe.storage import Store, open_store
 
 ROOT_COMMITTER = "root"
@@ -50,34 +48,6 @@ class LeafProgress(Protocol):
         """Once every leaf is done, before the node's tables are staged."""
 
 
-class ScatterGatherInput(BaseModel):
-    """The input of one tree node: references only, a few hundred bytes for any run size."""
-
-    storage_uri: str = Field(description="Root of the store holding the run")
-    run_id: str = Field(description="<experiment>/<vM.m.p>/<time>")
-    experiment: str = Field(description="Registered name of the experiment (the leaf task name)")
-    experiment_ref: str = Field(description="module:qualname to import the experiment from")
-    n_specs: int = Field(ge=0)
-    recursion_map: RecursionMap
-
-    @property
-    def node(self) -> TreeNode:
-        return node_for(self.n_specs, self.recursion_map)
-
-    def child(self, offset: int) -> ScatterGatherInput:
-        return self.model_copy(update={"recursion_map": self.recursion_map.child(offset)})
-
-
-class ScatterGatherResult(BaseModel):
-    """The output of one tree node: counts and the key of its node manifest."""
-
-    node: str
-    specs: int
-    done: int
-    failed: int
-    manifest_key: str
-
-
 @dataclass(frozen=True)
 class RunHandle:
     """Everything a node needs about its run, loaded once per process."""
@@ -93,26 +63,27 @@ def resolve_experiment(name: str, reference: str) -> ExperimentRunnable:
     """The registered experiment: by name in this process, else imported from ``module:qualname``."""
     try:
         return ExperimentRegistry.get(name)
-    except ScytheError:
+    except ExperimentNotFoundError:
         module, _, qualname = reference.partition(":")
         return load_runnable(module, qualname)
 
 
-def compile_run_schema(experiment: ExperimentRunnable, manifest: RunManifest) -> ExperimentSchema:
-    type_names = {"int": int, "float": float, "str": str, "bool": bool}
-    features = {k: type_names[v] for k, v in manifest.computed_features.items()}
-    return compile_experiment(
-        experiment.input_spec, experiment.output_spec, computed_features=features
-    )
+def stored_schema(
+    store: Store, layout: RunLayout, experiment: ExperimentRunnable
+) -> ExperimentSchema:
+    """The schema stored with the run at allocation, bound to the experiment's spec classes."""
+    stored = load_yaml(store.get_bytes(layout.table_schemas))
+    return schema_from_dict(stored, experiment.input_spec, experiment.output_spec)
 
 
 @functools.lru_cache(maxsize=16)
 def load_run(storage_uri: str, run_id: str, experiment: str, experiment_ref: str) -> RunHandle:
+    """The run a node belongs to, read once per process: its manifest, experiment and schema."""
     store = open_store(storage_uri)
     layout = RunLayout(run_id)
     manifest = read_manifest(store, layout)
     runnable = resolve_experiment(experiment, experiment_ref)
-    return RunHandle(store, layout, manifest, runnable, compile_run_schema(runnable, manifest))
+    return RunHandle(store, layout, manifest, runnable, stored_schema(store, layout, runnable))
 
 
 def handle_for(inp: ScatterGatherInput) -> RunHandle:
@@ -142,7 +113,7 @@ def leaf_context(
 
     return LeafContext(
         store=run.store,
-        run_key=run.layout.run_id,
+        layout=run.layout,
         cache_dir=Path(scythe_settings().CACHE_DIR),
         workflow_run_id=workflow_run_id,
         root_workflow_run_id=root_workflow_run_id,
@@ -200,7 +171,7 @@ def _leaf_index(results: list[LeafResult], index: pl.DataFrame) -> pl.DataFrame:
     """
     order = [r.sort_index for r in results]
     if order != index.get_column("sort_index").to_list():
-        raise ScytheError(
+        raise EngineError(
             f"{len(results)} leaf result(s) do not match the {index.height} spec(s) of their batch"
         )
     return index.with_columns(
@@ -358,31 +329,12 @@ def collect_staged(store: Store, manifest_key: str) -> dict[str, list[tables.Sta
     return out
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    """How a run ended: counts per outcome and the status written to ``manifest.yml``."""
-
-    run_id: str
-    status: str
-    specs: int
-    done: int
-    failed: int
-    missing: int
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+def _sort_indices(run: RunHandle, table: str) -> pl.Series:
+    return tables.read_column(run.store, run.layout.table(table), "sort_index", pl.Int64())
 
 
-def _sort_indices(store: Store, key: str) -> pl.Series:
-    delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
-    column = delta.to_pyarrow_table(columns=["sort_index"]).column("sort_index")
-    return pl.Series("sort_index", column, dtype=pl.Int64)
-
-
-def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSummary:
-    """Commit every table once, check completeness, record the outcome in ``manifest.yml``."""
-    run = handle_for(inp)
+def commit_run(run: RunHandle, root: ScatterGatherResult) -> None:
+    """Commit every table's staged files once, under the root's app-transaction id."""
     staged = collect_staged(run.store, root.manifest_key)
     transaction = tables.app_id(run.layout.run_id, ROOT_COMMITTER)
     for table_name, table in run.schema.result_tables.items():
@@ -393,9 +345,14 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
             staged.get(table_name, []),
             transaction=transaction,
         )
-    expected = _sort_indices(run.store, run.layout.specs)
-    done = _sort_indices(run.store, run.layout.table(SCALARS))
-    failed = _sort_indices(run.store, run.layout.table(FAILURES))
+
+
+def check_completeness(run: RunHandle) -> RunSummary:
+    """Whether every spec ended as exactly one row of ``scalars`` or ``failures``."""
+    run_id = run.layout.run_id
+    expected = _sort_indices(run, SPECS)
+    done = _sort_indices(run, SCALARS)
+    failed = _sort_indices(run, FAILURES)
     outcome = pl.concat([done, failed])
     missing = (
         expected.to_frame()
@@ -408,27 +365,31 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
     if missing or duplicated:
         status = "incomplete"
         message = (
-            f"run {run.layout.run_id} is INCOMPLETE: {len(missing)} spec(s) missing "
+            f"run {run_id} is INCOMPLETE: {len(missing)} spec(s) missing "
             f"(first: {missing[:10]}), {duplicated} duplicated; resume it to finish"
         )
     elif failed.len():
         status = "partial"
-        message = (
-            f"run {run.layout.run_id}: {len(done)} done, {len(failed)} failed of {len(expected)}"
-        )
+        message = f"run {run_id}: {len(done)} done, {len(failed)} failed of {len(expected)}"
     else:
         status = "complete"
-        message = f"run {run.layout.run_id}: all {len(expected)} specs done"
+        message = f"run {run_id}: all {len(expected)} specs done"
+    return RunSummary(run_id, status, len(expected), len(done), len(failed), len(missing), message)
+
+
+def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSummary:
+    """Commit every table once, check completeness, record the outcome in ``manifest.yml``."""
+    run = handle_for(inp)
+    commit_run(run, root)
+    summary = check_completeness(run)
     update_manifest(
         run.store,
         run.layout,
-        status=status,
-        done=len(done),
-        failed=len(failed),
-        missing=len(missing),
+        status=summary.status,
+        done=summary.done,
+        failed=summary.failed,
+        missing=summary.missing,
         finished_at=datetime.now(UTC),
-        message=message,
+        message=summary.message,
     )
-    return RunSummary(
-        run.layout.run_id, status, len(expected), len(done), len(failed), len(missing), message
-    )
+    return summary

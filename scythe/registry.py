@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from scythe.base import ExperimentInputSpec, ExperimentOutputSpec
-from scythe.errors import DuplicateExperimentError, RegistryError
+from scythe.errors import (
+    DuplicateExperimentError,
+    ExperimentDefinitionError,
+    ExperimentNotFoundError,
+    ExperimentOptionsError,
+)
 
 TEMPDIR_PARAMETER = "tempdir"
 
@@ -66,7 +71,7 @@ def load_runnable(module: str, qualname: str) -> ExperimentRunnable:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if not isinstance(obj, ExperimentRunnable):
-        raise RegistryError(
+        raise ExperimentDefinitionError(
             f"{module}:{qualname} is a {type(obj).__name__}, not a registered experiment"
         )
     return obj
@@ -118,19 +123,34 @@ class ExperimentRunnable:
         return (load_runnable, (self.__module__, self.__qualname__))
 
     @property
-    def hatchet_task(self) -> Any:
-        """The Hatchet ``Standalone`` that runs one leaf of this experiment (built on first use).
-
-        Needs a Hatchet connection (``HATCHET_CLIENT_TOKEN`` or ``SCYTHE_HATCHET_EMBEDDED=1``).
-        """
-        from scythe.engines.hatchet import hatchet_task_for
-
-        return hatchet_task_for(self)
-
-    @property
     def reference(self) -> str:
         """``module:qualname``, the address worker processes import the experiment from."""
         return f"{self.__module__}:{self.__qualname__}"
+
+    def import_problem(self) -> str | None:
+        """Why another process could not import this experiment from its reference, or None.
+
+        Worker processes find an experiment by importing ``module:qualname``:
+        that fails for functions defined inside a function or in an
+        interactive session, and finds something else when the name was rebound.
+        """
+        module_name, qualname = self.__module__, self.__qualname__
+        if "<locals>" in qualname:
+            return f"is defined inside a function ({module_name}.{qualname})"
+        module = sys.modules.get(module_name)
+        if module_name == "__main__" and not getattr(module, "__file__", None):
+            return "is defined in an interactive session or exec'd code"
+        try:
+            found = (
+                load_runnable(module_name, qualname)
+                if module_name != "__main__"
+                else getattr(module, qualname, None)
+            )
+        except Exception as exc:
+            return f"cannot be imported from {module_name}:{qualname} ({exc})"
+        if found is not self:
+            return f"is not what {module_name}:{qualname} names (the name was rebound?)"
+        return None
 
     def call(self, spec: ExperimentInputSpec, tempdir: Path | None) -> Any:
         """Call the function with the spec (and a tempdir when it asks for one)."""
@@ -157,7 +177,9 @@ def inspect_signature(
     try:
         hints = typing.get_type_hints(fn, localns=localns)
     except Exception as exc:
-        raise RegistryError(f"cannot resolve the annotations of {where}: {exc}") from exc
+        raise ExperimentDefinitionError(
+            f"cannot resolve the annotations of {where}: {exc}"
+        ) from exc
     params = list(inspect.signature(fn).parameters.values())
     input_params = [
         p.name
@@ -165,26 +187,26 @@ def inspect_signature(
         if isinstance(hints.get(p.name), type) and issubclass(hints[p.name], ExperimentInputSpec)
     ]
     if len(input_params) != 1:
-        raise RegistryError(
+        raise ExperimentDefinitionError(
             f"{where} must take exactly one parameter annotated with an ExperimentInputSpec "
             f"subclass; found {input_params or 'none'}"
         )
     wants_tempdir = TEMPDIR_PARAMETER in {p.name for p in params}
     if wants_tempdir and hints.get(TEMPDIR_PARAMETER) not in (Path, None):
-        raise RegistryError(f"{where}: parameter 'tempdir' must be annotated Path")
+        raise ExperimentDefinitionError(f"{where}: parameter 'tempdir' must be annotated Path")
     extra = [
         p.name
         for p in params
         if p.name not in (*input_params, TEMPDIR_PARAMETER) and p.default is inspect.Parameter.empty
     ]
     if extra:
-        raise RegistryError(
+        raise ExperimentDefinitionError(
             f"{where}: parameters {extra} have no default; Scythe passes only "
             "the input spec and 'tempdir'"
         )
     output = hints.get("return")
     if not (isinstance(output, type) and issubclass(output, ExperimentOutputSpec)):
-        raise RegistryError(
+        raise ExperimentDefinitionError(
             f"{where} must be annotated to return an ExperimentOutputSpec subclass, "
             f"got {getattr(output, '__name__', output)!r}"
         )
@@ -216,7 +238,7 @@ class ExperimentRegistry:
         options pass through to the distributed engine's task.
         """
         if retries < 0:
-            raise RegistryError(f"retries must be >= 0, got {retries}")
+            raise ExperimentOptionsError(f"retries must be >= 0, got {retries}")
         options = ExperimentOptions(
             retries=retries,
             execution_timeout=execution_timeout,
@@ -254,7 +276,7 @@ class ExperimentRegistry:
         if _is_hatchet_workflow(runnable):
             return cls._include_workflow(runnable)
         if not isinstance(runnable, ExperimentRunnable):
-            raise RegistryError(
+            raise ExperimentDefinitionError(
                 f"cannot include {runnable!r}: not a registered experiment "
                 "nor a Hatchet Standalone or Workflow"
             )
@@ -288,7 +310,7 @@ class ExperimentRegistry:
             return cls._experiments[name]
         except KeyError:
             known = ", ".join(sorted(cls._experiments)) or "none"
-            raise RegistryError(
+            raise ExperimentNotFoundError(
                 f"no experiment named {name!r} is registered (registered: {known})"
             ) from None
 

@@ -7,6 +7,10 @@ is again a range (``parent[k::factor]``). A terminal node at path offsets
 ``(o1, ..., od)`` therefore holds exactly the positions ``i`` with
 ``i ≡ o1 + f·o2 + ... + f^(d-1)·od (mod f^d)``.
 
+The node payloads live here too: what passes between tree nodes
+(:class:`ScatterGatherInput` down, :class:`ScatterGatherResult` up) is
+references and counts only, a few hundred bytes whatever the number of specs.
+
 Nothing here does I/O or knows an engine: the engines run the plan.
 """
 
@@ -157,3 +161,68 @@ def congruence_class(path: tuple[int, ...], factor: int) -> tuple[int, int]:
     """
     residue = sum(offset * factor**level for level, offset in enumerate(path))
     return residue, factor ** len(path)
+
+
+# --------------------------------------------------------------------------- node payloads
+
+
+class ScatterGatherInput(BaseModel):
+    """The input of one tree node: references only, a few hundred bytes for any run size.
+
+    >>> root = ScatterGatherInput(storage_uri="/data", run_id="exp/v1.0.0/t", experiment="exp",
+    ...     experiment_ref="mod:exp", n_specs=7, recursion_map=RecursionMap(factor=3, max_depth=1))
+    >>> root.child(1).node
+    TreeNode(path=(1,), positions=range(1, 7, 3))
+    """
+
+    storage_uri: str = Field(description="Root of the store holding the run")
+    run_id: str = Field(description="<experiment>/<vM.m.p>/<time>")
+    experiment: str = Field(description="Registered name of the experiment (the leaf task name)")
+    experiment_ref: str = Field(description="module:qualname to import the experiment from")
+    n_specs: int = Field(ge=0)
+    recursion_map: RecursionMap
+
+    @property
+    def node(self) -> TreeNode:
+        return node_for(self.n_specs, self.recursion_map)
+
+    def child(self, offset: int) -> ScatterGatherInput:
+        return self.model_copy(update={"recursion_map": self.recursion_map.child(offset)})
+
+    def at(self, path: tuple[int, ...]) -> ScatterGatherInput:
+        """The input of the node at ``path`` of the same run."""
+        return self.model_copy(
+            update={"recursion_map": self.recursion_map.model_copy(update={"path": path})}
+        )
+
+    def terminal_inputs(self) -> list[ScatterGatherInput]:
+        """The inputs of every terminal node of this run's tree, in path order."""
+        return [
+            self.at(node.path) for node in iter_terminal_nodes(self.n_specs, self.recursion_map)
+        ]
+
+
+class ScatterGatherResult(BaseModel):
+    """The output of one tree node: counts and the key of its node manifest."""
+
+    node: str
+    specs: int
+    done: int
+    failed: int
+    manifest_key: str
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended: counts per outcome and the status written to ``manifest.yml``."""
+
+    run_id: str
+    status: str
+    specs: int
+    done: int
+    failed: int
+    missing: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message

@@ -13,15 +13,21 @@ datetime.timedelta(seconds=7200)
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Mapping
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scythe.errors import SettingsError
+
+if TYPE_CHECKING:
+    from hatchet_sdk.labels import DesiredWorkerLabel
 
 _LOCAL_DATA_DIR = "scythe-data"
 _DURATION_HELP = "seconds (3600) or an ISO-8601 duration (PT1H)"
@@ -86,6 +92,16 @@ class TimeoutSettings(BaseSettings):
         "unset to wait forever.",
     )
 
+    def wait_seconds(self, timeout: float | None = None) -> float | None:
+        """How long ``ref.result()`` waits: ``timeout`` if given, else ``WAIT`` (None: forever).
+
+        >>> TimeoutSettings(WAIT=90).wait_seconds(), TimeoutSettings().wait_seconds(5.0)
+        (90.0, 5.0)
+        """
+        if timeout is not None:
+            return timeout
+        return self.WAIT.total_seconds() if self.WAIT is not None else None
+
     @field_validator("EXECUTION", "SCHEDULE", "WAIT", mode="before")
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
@@ -121,6 +137,12 @@ class ScytheSettings(BaseSettings):
         default=False,
         description="Connect the hatchet engine to an embedded Hatchet engine on this machine "
         "(Hatchet.from_embedded()) instead of a server named by HATCHET_CLIENT_TOKEN.",
+    )
+    HATCHET_PARALLELISM: int = Field(
+        default=64,
+        ge=1,
+        description="Terminal nodes the hatchet engine sizes the default tree for: about the "
+        "number of leaf slots across the workers that serve a run.",
     )
     HATCHET_FAN_TIMEOUT: timedelta = Field(
         default=timedelta(days=7),
@@ -223,12 +245,120 @@ def _type_text(annotation: object) -> str:
     return text
 
 
+# --------------------------------------------------------------------------- workers
+
+LABEL_ON = "yes"
+DEFAULT_DURABLE_SLOTS = 1000
+
+
+class ScytheWorkerLabel(StrEnum):
+    """Capabilities a worker advertises and an experiment can require.
+
+    ``.worker_label`` is the ``desired_worker_labels`` entry that sends an
+    experiment's leaves only to workers with that capability; combine several
+    with ``{**a.worker_label, **b.worker_label}``::
+
+        @ExperimentRegistry.Register(desired_worker_labels=ScytheWorkerLabel.HIGH_MEMORY.worker_label)
+        def simulate(spec: Building) -> Energy: ...
+    """
+
+    HIGH_MEMORY = "high_memory"
+    HIGH_CPU = "high_cpu"
+    HAS_GPU = "has_gpu"
+
+    @property
+    def worker_label(self) -> dict[str, DesiredWorkerLabel]:
+        """``{key: DesiredWorkerLabel(value="yes", required=True)}`` for ``desired_worker_labels``."""
+        from hatchet_sdk.labels import DesiredWorkerLabel
+
+        return {self.value: DesiredWorkerLabel(key=self.value, value=LABEL_ON, required=True)}
+
+
+def worker_location(environ: Mapping[str, str] | None = None) -> str:
+    """Where this worker runs, for its name: AWS Batch array index, ECS, Fly region, else host name.
+
+    >>> worker_location({"AWS_BATCH_JOB_ARRAY_INDEX": "7", "AWS_REGION": "us-east-1"})
+    'aws-batch-us-east-1-0007'
+    >>> worker_location({"FLY_REGION": "iad", "FLY_MACHINE_ID": "e784"})
+    'fly-iad-e784'
+    """
+    env = os.environ if environ is None else environ
+    host = env.get("HOSTNAME") or socket.gethostname()
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if env.get("AWS_BATCH_JOB_ARRAY_INDEX") is not None:
+        index = int(env["AWS_BATCH_JOB_ARRAY_INDEX"])
+        return "-".join(p for p in ("aws-batch", region, f"{index:04d}") if p)
+    if env.get("ECS_CONTAINER_METADATA_URI_V4") or env.get("ECS_CONTAINER_METADATA_URI"):
+        return "-".join(p for p in ("aws-ecs", region, host) if p)
+    if env.get("FLY_REGION"):
+        return f"fly-{env['FLY_REGION']}-{env.get('FLY_MACHINE_ID') or host}"
+    return host
+
+
+class ScytheWorkerConfig(BaseSettings):
+    """How a ``scythe worker`` runs, from ``SCYTHE_WORKER_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="SCYTHE_WORKER_", env_ignore_empty=True)
+
+    NAME: str | None = Field(
+        default=None,
+        description="Worker name shown in Hatchet; unset for scythe-<role>-<where it runs>.",
+    )
+    SLOTS: int | None = Field(
+        default=None,
+        ge=1,
+        description="Leaves this worker runs at once (default slots); unset for os.cpu_count().",
+    )
+    DURABLE_SLOTS: int = Field(
+        default=DEFAULT_DURABLE_SLOTS,
+        ge=1,
+        description="Scatter/gather nodes this worker holds at once (durable slots, mostly waiting).",
+    )
+    HIGH_MEMORY: bool = Field(default=False, description="Advertise the high_memory label.")
+    HIGH_CPU: bool = Field(default=False, description="Advertise the high_cpu label.")
+    HAS_GPU: bool = Field(default=False, description="Advertise the has_gpu label.")
+    DOES_FAN: bool = Field(default=True, description="Serve the scatter/gather (fan) task.")
+    DOES_LEAF: bool = Field(default=True, description="Serve the experiments' leaf tasks.")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The capability labels this worker advertises (only those switched on)."""
+        flags = {
+            ScytheWorkerLabel.HIGH_MEMORY: self.HIGH_MEMORY,
+            ScytheWorkerLabel.HIGH_CPU: self.HIGH_CPU,
+            ScytheWorkerLabel.HAS_GPU: self.HAS_GPU,
+        }
+        return {label.value: LABEL_ON for label, on in flags.items() if on}
+
+    @property
+    def role(self) -> str:
+        return "-".join(r for r, on in (("fan", self.DOES_FAN), ("leaf", self.DOES_LEAF)) if on)
+
+    @property
+    def computed_slots(self) -> int:
+        return self.SLOTS or os.cpu_count() or 1
+
+    @property
+    def computed_name(self) -> str:
+        return self.NAME or f"scythe-{self.role or 'idle'}-{worker_location()}"
+
+
+def worker_config() -> ScytheWorkerConfig:
+    """Read the ``SCYTHE_WORKER_*`` variables now (a bad value raises ``SettingsError``)."""
+    return _read_settings(ScytheWorkerConfig)
+
+
 __all__ = [
+    "LABEL_ON",
     "ScytheSettings",
+    "ScytheWorkerConfig",
+    "ScytheWorkerLabel",
     "StorageSettings",
     "TimeoutSettings",
     "scythe_settings",
     "settings_reference",
     "storage_settings",
     "timeout_settings",
+    "worker_config",
+    "worker_location",
 ]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from scythe.errors import StorageError
+from scythe.errors import ObjectNotFoundError, StorageError, StorageURIError
 from scythe.settings import storage_settings
 
 StrPath = str | os.PathLike[str]
@@ -86,6 +86,15 @@ class Store(ABC):
     def table_uri(self, key: str) -> str:
         """Location of the Delta table at ``key``, as deltalake expects it."""
         return self.uri(_clean_key(key))
+
+    def file_uri(self, key: str) -> str:
+        """The URI tables store for the object at ``key``: ``s3://...`` or ``file://...``.
+
+        >>> LocalStore("/data").file_uri("exp/v1.0.0/t/artifacts/a.epw")
+        'file:///data/exp/v1.0.0/t/artifacts/a.epw'
+        """
+        uri = self.uri(key)
+        return uri if "://" in uri else Path(uri).as_uri()
 
 
 class LocalStore(Store):
@@ -174,7 +183,7 @@ class S3Store(Store):
         region: str | None = None,
     ) -> None:
         if not bucket or "/" in bucket:
-            raise StorageError(f"invalid S3 bucket name {bucket!r}: pass the bare bucket name")
+            raise StorageURIError(f"invalid S3 bucket name {bucket!r}: pass the bare bucket name")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
@@ -338,7 +347,7 @@ class S3Store(Store):
                 raise _missing_error(self.uri(key)) from err
             if code == "NoSuchBucket":
                 where = f" at {self.endpoint_url}" if self.endpoint_url else ""
-                raise StorageError(
+                raise ObjectNotFoundError(
                     f"S3 bucket {self.bucket!r} does not exist{where}: create it, or point "
                     "SCYTHE_STORAGE_URI at an existing bucket"
                 ) from err
@@ -399,7 +408,7 @@ def open_store(uri: str | None = None) -> Store:
     if known is not None:
         return known
     if not uri:
-        raise StorageError("empty storage URI: pass a path, a file:// URI or s3://bucket/prefix")
+        raise StorageURIError("empty storage URI: pass a path, a file:// URI or s3://bucket/prefix")
     if "://" not in uri:
         return LocalStore(uri)
     parsed = urlparse(uri)
@@ -408,12 +417,12 @@ def open_store(uri: str | None = None) -> Store:
         return LocalStore(unquote(host + parsed.path))
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise StorageError(f"storage URI {uri!r} has no bucket: use s3://bucket/prefix")
+            raise StorageURIError(f"storage URI {uri!r} has no bucket: use s3://bucket/prefix")
         settings = storage_settings()
         return S3Store(
             parsed.netloc, parsed.path, endpoint_url=settings.ENDPOINT_URL, region=settings.REGION
         )
-    raise StorageError(
+    raise StorageURIError(
         f"unsupported storage URI {uri!r}: use a local path, a file:// URI or s3://bucket/prefix"
     )
 
@@ -422,7 +431,7 @@ def _clean_key(key: str, *, allow_empty: bool = False) -> str:
     cleaned = key.strip("/")
     parts = cleaned.split("/") if cleaned else []
     if "\\" in key or any(part in ("", ".", "..") for part in parts) or not (parts or allow_empty):
-        raise StorageError(
+        raise StorageURIError(
             f"invalid store key {key!r}: use a relative, '/'-separated key without empty, "
             "'.' or '..' parts, e.g. 'exp/v1.0.0/manifest.yml'"
         )
@@ -431,7 +440,7 @@ def _clean_key(key: str, *, allow_empty: bool = False) -> str:
 
 def _refuse_root(prefix: str, root_uri: str) -> str:
     if not prefix.strip("/"):
-        raise StorageError(f"refusing to delete the whole store at {root_uri}: pass a prefix")
+        raise StorageURIError(f"refusing to delete the whole store at {root_uri}: pass a prefix")
     return prefix
 
 
@@ -446,8 +455,10 @@ def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
-def _missing_error(uri: str) -> StorageError:
-    return StorageError(f"no object at {uri}: check the key, or that the step writing it finished")
+def _missing_error(uri: str) -> ObjectNotFoundError:
+    return ObjectNotFoundError(
+        f"no object at {uri}: check the key, or that the step writing it finished"
+    )
 
 
 def _error_code(err: Any) -> str:

@@ -1,6 +1,9 @@
 """Delta Lake tables: create them with their compiled schema, stage validated
 batches as data files, commit staged files once, read them back validated.
 
+Every Delta read and write of Scythe goes through this module. deltalake and
+pandera are imported on first use.
+
 Staging and committing are split on purpose: terminal nodes stage data files
 (anywhere, in parallel, retried at will) and hand up only small
 :class:`StagedFile` references; the root commits every table once, under a
@@ -16,18 +19,19 @@ import math
 import time
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.polars as pa
 import polars as pl
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
-from deltalake.transaction import AddAction, CommitProperties, Transaction
 from pydantic import BaseModel
 
 from scythe.errors import ResultValidationError, TableError
 from scythe.schema import TableSchema
 from scythe.storage import Store
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+    from deltalake.transaction import AddAction
 
 # One transaction id version per committing node: a node commits at most once.
 COMMIT_VERSION = 1
@@ -43,6 +47,8 @@ class StagedFile(BaseModel):
     stats: str
 
     def add_action(self) -> AddAction:
+        from deltalake.transaction import AddAction
+
         return AddAction(
             path=self.path,
             size=self.size,
@@ -53,8 +59,18 @@ class StagedFile(BaseModel):
         )
 
 
+def _open(store: Store, key: str, version: int | None = None) -> DeltaTable:
+    from deltalake import DeltaTable
+
+    return DeltaTable(
+        store.table_uri(key), version=version, storage_options=store.storage_options()
+    )
+
+
 def create_table(store: Store, key: str, table: TableSchema) -> None:
     """Create an empty Delta table at ``key`` with the table's Arrow schema (no-op if it exists)."""
+    from deltalake import DeltaTable
+
     DeltaTable.create(
         store.table_uri(key),
         schema=table.arrow_schema(),
@@ -63,6 +79,26 @@ def create_table(store: Store, key: str, table: TableSchema) -> None:
         description=table.description or None,
         storage_options=store.storage_options(),
     )
+
+
+def write_table(store: Store, key: str, table: TableSchema, frame: pl.DataFrame) -> None:
+    """Create the Delta table at ``key`` holding ``frame`` (an error if one exists there)."""
+    from deltalake import write_deltalake
+
+    write_deltalake(
+        store.table_uri(key),
+        conform(frame, table).to_arrow().cast(table.arrow_schema()),
+        mode="error",
+        storage_options=store.storage_options(),
+        name=table.name,
+        description=table.description or None,
+    )
+
+
+def read_column(store: Store, key: str, name: str, dtype: pl.DataType) -> pl.Series:
+    """One column of the Delta table at ``key`` (every committed row, in file order)."""
+    column = _open(store, key).to_pyarrow_table(columns=[name]).column(name)
+    return pl.Series(name, column, dtype=dtype)
 
 
 def stage_frame(
@@ -158,7 +194,9 @@ def commit_staged(
     paths = [f.path for f in files]
     if len(set(paths)) != len(paths):
         raise TableError(f"table {table.name!r}: staged files repeat a path: {sorted(paths)}")
-    delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
+    from deltalake.transaction import CommitProperties, Transaction
+
+    delta = _open(store, key)
     if _holds(delta, transaction):
         existing = set(delta.get_add_actions().column("path").to_pylist())
         files = [f for f in files if f.path not in existing]
@@ -182,8 +220,7 @@ def commit_staged(
 
 def commit_count(store: Store, key: str) -> int:
     """Number of commits in the table's history (the create commit included)."""
-    delta = DeltaTable(store.table_uri(key), storage_options=store.storage_options())
-    return len(delta.history())
+    return len(_open(store, key).history())
 
 
 def conform(frame: pl.DataFrame, table: TableSchema) -> pl.DataFrame:
@@ -210,14 +247,13 @@ def read_table(
     pandera schema and a :class:`~scythe.errors.ResultValidationError` names
     what does not match.
     """
-    delta = DeltaTable(
-        store.table_uri(key), version=version, storage_options=store.storage_options()
-    )
-    arrow = delta.to_pyarrow_table()
+    arrow = _open(store, key, version).to_pyarrow_table()
     frame = pl.from_arrow(arrow) if arrow.num_rows else pl.DataFrame(schema=table.polars_schema())
     assert isinstance(frame, pl.DataFrame)
     frame = conform(frame, table).sort(table.sort_keys)
     if validate:
+        import pandera.polars as pa
+
         try:
             table.pandera_schema().validate(frame, lazy=True)
         except (pa.errors.SchemaErrors, pa.errors.SchemaError) as err:
@@ -237,6 +273,8 @@ def split_invalid(
     ``outputs_only`` the index columns (already checked) are skipped, but the
     sort keys must still be unique.
     """
+    import pandera.polars as pa
+
     if frame.height == 0:
         return frame, {}
     schema = table.outputs_pandera_schema() if outputs_only else table.pandera_schema()

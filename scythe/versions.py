@@ -8,14 +8,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scythe.errors import ScytheError
+from scythe.errors import VersionError
+
+__all__ = ["SemVer", "VersionBump", "VersionError", "resolve_version"]
 
 VersionBump = Literal["bumpmajor", "bumpminor", "bumppatch", "keep"]
 _PATTERN = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
-
-
-class VersionError(ScytheError, ValueError):
-    """A version string or bump is not valid."""
 
 
 @total_ordering

@@ -171,15 +171,18 @@ class _Submitted:
     """An engine that takes the root node and runs nothing (the test drives the nodes)."""
 
     name = "local"
-    slots = 0
+    parallelism = 1
 
     def __init__(self) -> None:
         self.root: ScatterGatherInput | None = None
 
+    def check(self, experiment) -> None:
+        pass
+
     def waits_by_default(self) -> bool:
         return False
 
-    def submit(self, root, experiment):
+    def submit(self, root):
         self.root = root
         return None
 
@@ -234,10 +237,10 @@ def test_versions_across_allocations(experiment):
 
 
 def test_same_instant_allocations_get_distinct_folders(experiment, monkeypatch):
-    import scythe.experiments as experiments_module
+    import scythe.allocation as allocation_module
 
     instants = iter(["2026-01-01T00-00-00.000000Z"] * 2 + ["2026-01-01T00-00-00.000001Z"])
-    monkeypatch.setattr(experiments_module, "run_time_folder", lambda now=None: next(instants))
+    monkeypatch.setattr(allocation_module, "run_time_folder", lambda now=None: next(instants))
     engine = LocalEngine(slots=0)
     first, _ = experiment.allocate(specs_with({}, n=1), version="v1.0.0", engine=engine)
     second, _ = experiment.allocate(specs_with({}, n=1), version="v1.0.0", engine=engine)

@@ -237,7 +237,7 @@ def test_leaf_task_carries_exactly_the_registered_options(hatchet_env: None) -> 
         return Doubled(y=2 * spec.x)
 
     try:
-        task = doubled.hatchet_task
+        task = hx.hatchet_task_for(doubled)
         (leaf,) = task.tasks
         labels = {d.key: (d.value, d.required, d.comparator) for d in leaf.desired_worker_labels}
         proto = task.to_proto()

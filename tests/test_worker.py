@@ -70,7 +70,7 @@ def test_leaf_worker_serves_the_experiments_with_default_slots_and_labels(
     plan = plan_worker(config, [probe])
 
     assert plan.task_names == ["probe"]
-    assert plan.workflows[0] is probe.hatchet_task
+    assert plan.workflows[0] is hx.hatchet_task_for(probe)
     assert (plan.slots, plan.durable_slots) == (3, None)
     assert plan.labels == {"high_cpu": "yes", "has_gpu": "yes"}
     assert plan.name.startswith("scythe-leaf-")

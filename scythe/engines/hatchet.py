@@ -45,19 +45,18 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from scythe.base import ExperimentInputSpec
 from scythe.errors import (
+    EngineConfigError,
     EngineError,
+    ExperimentImportError,
+    ExperimentOptionsError,
     HatchetConfigError,
     LeafAttemptError,
     NodeFailedError,
-    RegistryError,
 )
 from scythe.layout import read_manifest
 from scythe.leaf import LeafResult, crashed_leaf, run_leaf
 from scythe.nodes import (
     RunHandle,
-    RunSummary,
-    ScatterGatherInput,
-    ScatterGatherResult,
     finalize_run,
     gather_node,
     handle_for,
@@ -68,9 +67,13 @@ from scythe.nodes import (
     stored_result,
 )
 from scythe.registry import ExperimentRunnable
-from scythe.scatter_gather import plan_children
-from scythe.settings import scythe_settings, timeout_settings
-from scythe.worker import LABEL_ON
+from scythe.scatter_gather import (
+    RunSummary,
+    ScatterGatherInput,
+    ScatterGatherResult,
+    plan_children,
+)
+from scythe.settings import LABEL_ON, scythe_settings, timeout_settings
 
 SCATTER_GATHER_TASK = "scythe_scatter_gather"
 FAN_RETRIES = 2
@@ -210,15 +213,6 @@ def leaf_input_model(input_spec: type[ExperimentInputSpec]) -> type[LeafInput]:
 # --------------------------------------------------------------------------- leaf results in storage
 
 
-def leaf_results_prefix(run_id: str, node: str) -> str:
-    return f"{run_id}/scatter-gather/leaves/{node}"
-
-
-def leaf_result_key(run_id: str, node: str, sort_index: int) -> str:
-    # one key per spec: a leaf delivered twice overwrites its own object, never adds one
-    return f"{leaf_results_prefix(run_id, node)}/{sort_index}.zip"
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return {"$datetime": value.isoformat()}
@@ -328,7 +322,7 @@ def _build_leaf_task(runnable: ExperimentRunnable) -> Standalone[Any, LeafOutput
     extra = dict(options.task_options)
     clashing = sorted(_OWN_TASK_OPTIONS & extra.keys())
     if clashing:
-        raise RegistryError(
+        raise ExperimentOptionsError(
             f"experiment {runnable.name!r}: task options {clashing} are set by Scythe; "
             "use Register()'s own arguments for them"
         )
@@ -345,7 +339,7 @@ def _build_leaf_task(runnable: ExperimentRunnable) -> Standalone[Any, LeafOutput
             **extra,
         )(run_leaf_task)
     except TypeError as exc:
-        raise RegistryError(
+        raise ExperimentOptionsError(
             f"experiment {runnable.name!r}: task options {sorted(extra)} are not all "
             f"options of hatchet_sdk's Hatchet.task: {exc}"
         ) from exc
@@ -371,7 +365,7 @@ def desired_worker_labels(labels: Mapping[str, Any]) -> list[DesiredWorkerLabel]
         elif isinstance(value, str | int) and not isinstance(value, bool):
             out.append(DesiredWorkerLabel(key=key, value=value, required=True))
         else:
-            raise RegistryError(
+            raise ExperimentOptionsError(
                 f"desired_worker_labels[{key!r}] = {value!r}: use True, a string or "
                 "int value, or a DesiredWorkerLabel (e.g. ScytheWorkerLabel.HAS_GPU.worker_label)"
             )
@@ -397,7 +391,7 @@ def run_leaf_task(inp: LeafInput, ctx: Context) -> LeafOutput:
             f"spec {result.sort_index} attempt {ctx.attempt_number} of {ctx.max_attempts} failed: "
             f"{failure['error_type']}: {failure['message']}"
         )
-    key = leaf_result_key(inp.run.run_id, inp.run.node, result.sort_index)
+    key = run.layout.leaf_result(inp.run.node, result.sort_index)
     run.store.put_bytes(key, encode_leaf_result(result))
     return LeafOutput(sort_index=result.sort_index, ok=result.ok, key=key)
 
@@ -523,7 +517,7 @@ async def _run_terminal(
         root_workflow_run_id=metadata[ROOT_RUN_KEY],
     )
     result = await asyncio.to_thread(stage_node, run, name, results, index)
-    await asyncio.to_thread(run.store.delete_prefix, leaf_results_prefix(inp.run_id, name))
+    await asyncio.to_thread(run.store.delete_prefix, run.layout.leaf_results(name))
     return result
 
 
@@ -571,9 +565,7 @@ class HatchetRunRef:
         ``timeout`` (seconds) defaults to ``SCYTHE_TIMEOUT_WAIT`` (unset: as long as it
         takes). Ctrl-C stops waiting, not the run: it goes on on Hatchet.
         """
-        if timeout is None:
-            wait_setting = timeout_settings().WAIT
-            timeout = wait_setting.total_seconds() if wait_setting is not None else None
+        timeout = timeout_settings().wait_seconds(timeout)
         with _lock:
             if self._waiter is None:
                 self._waiter = threading.Thread(
@@ -626,34 +618,51 @@ class HatchetEngine:
 
     ``submit`` triggers the root node and returns at once (``waits_by_default``
     is False): ``ref.result()`` waits for the run, from this or any process.
+    ``parallelism`` (default ``SCYTHE_HATCHET_PARALLELISM``) is about the
+    number of leaf slots of the fleet: the default tree has enough terminal
+    nodes to keep them busy. Nothing connects to Hatchet until a run is checked
+    or submitted.
+
+    >>> engine = HatchetEngine(parallelism=200)
+    >>> engine.name, engine.parallelism, engine.waits_by_default()
+    ('hatchet', 200, False)
     """
 
     name = "hatchet"
+
+    def __init__(self, *, parallelism: int | None = None) -> None:
+        if parallelism is not None and parallelism < 1:
+            raise EngineConfigError(f"parallelism must be >= 1, got {parallelism}")
+        self._parallelism = parallelism
+
+    @property
+    def parallelism(self) -> int:
+        return self._parallelism or scythe_settings().HATCHET_PARALLELISM
 
     def waits_by_default(self) -> bool:
         return False
 
     def check(self, experiment: ExperimentRunnable) -> None:
-        """Fail before anything is written: no Hatchet connection, bad task options, or
-        an experiment no worker could import."""
-        if "<locals>" in experiment.__qualname__:
-            raise RegistryError(
-                f"experiment {experiment.name!r} is defined inside a function "
-                f"({experiment.__module__}.{experiment.__qualname__}); Hatchet workers cannot "
-                "import it: define it at the top level of a module and serve it with "
+        """Fail before anything is written: an experiment no worker could import, no
+        Hatchet connection, or bad task options."""
+        problem = experiment.import_problem()
+        if problem is not None:
+            raise ExperimentImportError(
+                f"experiment {experiment.name!r} {problem}; Hatchet workers cannot import it: "
+                "define it at the top level of a module and serve it with "
                 "`scythe worker --experiments module:attr`"
             )
         scatter_gather_task()
         hatchet_task_for(experiment)
 
-    def submit(self, root: ScatterGatherInput, experiment: ExperimentRunnable) -> HatchetRunRef:
+    def submit(self, root: ScatterGatherInput) -> HatchetRunRef:
         task_ref = scatter_gather_task().run(
             root, wait_for_result=False, additional_metadata=run_metadata(root)
         )
         return HatchetRunRef(root, task_ref)
 
     def __repr__(self) -> str:
-        return "HatchetEngine()"
+        return f"HatchetEngine(parallelism={self._parallelism})"
 
 
 __all__ = [
@@ -663,6 +672,7 @@ __all__ = [
     "LeafInput",
     "LeafOutput",
     "LeafRunRef",
+    "collect_leaf_results",
     "decode_leaf_result",
     "desired_worker_labels",
     "encode_leaf_result",

@@ -30,20 +30,23 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from scythe.errors import EngineError, RegistryError
+from scythe.errors import EngineConfigError, EngineError, ExperimentImportError
 from scythe.layout import update_manifest
 from scythe.nodes import (
-    RunSummary,
-    ScatterGatherInput,
-    ScatterGatherResult,
     finalize_run,
     gather_node,
     handle_for,
     run_terminal_node,
     stored_result,
 )
-from scythe.registry import ExperimentRunnable, load_runnable
-from scythe.scatter_gather import iter_terminal_nodes, plan_children
+from scythe.registry import ExperimentRunnable
+from scythe.scatter_gather import (
+    RunSummary,
+    ScatterGatherInput,
+    ScatterGatherResult,
+    plan_children,
+)
+from scythe.settings import timeout_settings
 from scythe.storage import known_stores, remember_store
 
 POLL_SECONDS = 0.2
@@ -217,11 +220,7 @@ class LocalRunRef:
 
         ``timeout`` defaults to ``SCYTHE_TIMEOUT_WAIT`` (unset: wait for as long as it takes).
         """
-        if timeout is None:
-            from scythe.settings import timeout_settings
-
-            wait_setting = timeout_settings().WAIT
-            timeout = wait_setting.total_seconds() if wait_setting is not None else None
+        timeout = timeout_settings().wait_seconds(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             # Short waits: a signal that lands on another thread must not leave us blocked.
@@ -251,7 +250,18 @@ class LocalRunRef:
 
 
 class LocalEngine:
-    """Run the tree on this machine: ``slots`` worker processes (0: in this process)."""
+    """Run the tree on this machine: ``slots`` worker processes (0: in this process).
+
+    ``slots`` defaults to ``SCYTHE_SLOTS``, else the number of cores. Worker
+    processes start with the first run that needs them (never more than the
+    run has terminal nodes) and are kept for the engine's next runs.
+
+    >>> engine = LocalEngine(slots=0)     # in this process: no worker to start
+    >>> engine.name, engine.parallelism, engine.waits_by_default()
+    ('local', 1, True)
+    >>> LocalEngine(slots=4).parallelism
+    4
+    """
 
     name = "local"
 
@@ -261,11 +271,16 @@ class LocalEngine:
 
             slots = scythe_settings().SLOTS or os.cpu_count() or 1
         if slots < 0:
-            raise EngineError(f"slots must be >= 0, got {slots}")
+            raise EngineConfigError(f"slots must be >= 0, got {slots}")
         self.slots = slots
         self.show_progress = progress
         self._pool = _WorkerPool(slots)
         weakref.finalize(self, self._pool.close)
+
+    @property
+    def parallelism(self) -> int:
+        """Terminal nodes that run at once: one per worker process (1 in this process)."""
+        return max(self.slots, 1)
 
     def waits_by_default(self) -> bool:
         return True
@@ -274,40 +289,17 @@ class LocalEngine:
         """Fail before anything is written if worker processes could not import ``experiment``."""
         if self.slots == 0:
             return
-        module_name, qualname = experiment.__module__, experiment.__qualname__
-        hint = (
-            "define it at the top level of a module or script, or run in this process "
-            "with LocalEngine(slots=0)"
-        )
-        if "<locals>" in qualname:
-            raise RegistryError(
-                f"experiment {experiment.name!r} is defined inside a function "
-                f"({module_name}.{qualname}); worker processes cannot import it: {hint}"
-            )
-        module = sys.modules.get(module_name)
-        if module_name == "__main__" and not getattr(module, "__file__", None):
-            raise RegistryError(
-                f"experiment {experiment.name!r} is defined in an interactive session "
-                f"or exec'd code; worker processes cannot import it: {hint}"
-            )
-        try:
-            found = (
-                load_runnable(module_name, qualname)
-                if module_name != "__main__"
-                else getattr(module, qualname, None)
-            )
-        except Exception as exc:
-            raise RegistryError(
-                f"experiment {experiment.name!r} cannot be imported from "
-                f"{module_name}:{qualname} ({exc}): {hint}"
-            ) from exc
-        if found is not experiment:
-            raise RegistryError(
-                f"{module_name}:{qualname} is not experiment {experiment.name!r} "
-                f"(the name was rebound?): {hint}"
+        problem = experiment.import_problem()
+        if problem is not None:
+            raise ExperimentImportError(
+                f"experiment {experiment.name!r} {problem}; worker processes cannot import it: "
+                "define it at the top level of a module or script, or run in this process "
+                "with LocalEngine(slots=0)"
             )
 
-    def submit(self, root: ScatterGatherInput, experiment: ExperimentRunnable) -> LocalRunRef:
+    def submit(self, root: ScatterGatherInput) -> LocalRunRef:
+        """Drive the run in a background thread; the ref waits for it."""
+        experiment = handle_for(root).experiment
         ref = LocalRunRef(root.run_id)
         show = self.show_progress if self.show_progress is not None else sys.stderr.isatty()
         ref.progress = Progress(root.n_specs, show=show, label=experiment.name)
@@ -357,13 +349,6 @@ class LocalEngine:
         results = [self._gather(inp.child(c.path[-1]), terminal) for c in children]
         return gather_node(inp, results)
 
-    def _terminal_inputs(self, root: ScatterGatherInput) -> list[ScatterGatherInput]:
-        rmap = root.recursion_map
-        return [
-            root.model_copy(update={"recursion_map": rmap.model_copy(update={"path": node.path})})
-            for node in iter_terminal_nodes(root.n_specs, rmap)
-        ]
-
     def _run_terminal_nodes(
         self,
         root: ScatterGatherInput,
@@ -374,7 +359,7 @@ class LocalEngine:
         run = handle_for(root)
         results: dict[str, ScatterGatherResult] = {}
         todo: list[ScatterGatherInput] = []
-        for inp in self._terminal_inputs(root):
+        for inp in root.terminal_inputs():
             finished = stored_result(run, inp.node.name)
             if finished is not None:  # resumed run: this node is already staged
                 results[finished.node] = finished
@@ -492,7 +477,9 @@ class _WorkerPool:
         self.timeout = experiment.options.resolved_execution_timeout().total_seconds()
         self.progress, self.cancel = progress, cancel
         self.workers = [w for w in self.workers if w.process.is_alive()]
-        self.workers += [self._start_worker() for _ in range(self.size - len(self.workers))]
+        # No more workers than nodes: a small run does not pay for idle processes.
+        wanted = min(self.size, len(todo))
+        self.workers += [self._start_worker() for _ in range(wanted - len(self.workers))]
         pending: deque[_NodeState] = deque(_NodeState(inp) for inp in todo)
         results: dict[str, ScatterGatherResult] = {}
         try:

@@ -1,0 +1,338 @@
+"""Allocating a run in two steps: a pure plan, then one write step.
+
+:func:`plan_allocation` validates the specs, compiles the schema, plans the
+tree and lists the local input files to upload. It touches no storage and no
+engine, so everything that can be wrong with an allocation is reported before
+anything is written. :func:`write_run` then claims a fresh run folder and
+writes what the plan holds: artifacts, the ``specs`` table, one batch per
+terminal node, the empty result tables, the stored schema and the manifest.
+
+>>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+>>> class In(ExperimentInputSpec):
+...     x: float
+>>> class Out(ExperimentOutputSpec):
+...     y: float
+>>> @ExperimentRegistry.Register(name="doctest_plan")
+... def double(spec: In) -> Out:
+...     return Out(y=2 * spec.x)
+>>> plan = plan_allocation(double, [In(x=float(i)) for i in range(2500)], parallelism=2)
+>>> plan.n_specs, plan.recursion_map, len(plan.terminal_nodes)
+(2500, RecursionMap(factor=8, max_depth=1, path=()), 8)
+>>> ExperimentRegistry.unregister("doctest_plan")
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from scythe import tables
+from scythe.base import ExperimentInputSpec, parse_specs
+from scythe.batches import check_specs_frame, specs_frame, write_batch
+from scythe.errors import RecursionMapError, RunFolderError, SpecValidationError
+from scythe.layout import RunLayout, RunManifest, dump_yaml, run_time_folder
+from scythe.registry import ExperimentRunnable
+from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, TreeNode, iter_terminal_nodes
+from scythe.schema import (
+    SPECS,
+    ExperimentSchema,
+    compile_experiment,
+    computed_features_of,
+    experiment_io_spec,
+    feature_types,
+    schema_to_dict,
+)
+from scythe.storage import Store
+from scythe.versions import SemVer
+
+MAX_TERMINAL_SPECS = 1000
+# Scalar-only outputs are a few values per spec: bigger nodes, fewer fixed costs.
+MAX_TERMINAL_SPECS_SCALAR_ONLY = 10_000
+# Threads writing a new run's tables and batches (see _write_tables).
+WRITE_THREADS = 8
+
+Problem = tuple[int | None, str, object, str]
+
+
+def default_recursion_map(
+    n_specs: int, parallelism: int, *, max_factor: int = 100, max_node: int = MAX_TERMINAL_SPECS
+) -> RecursionMap:
+    """A tree with enough terminal nodes to keep ``parallelism`` workers busy.
+
+    Terminal nodes hold about ``n / (4 · parallelism)`` specs (at most
+    ``max_node``), so a slow node does not leave the other workers idle at the
+    end, while each node's fixed costs (validation, one file per table) stay
+    amortised.
+    The tree is as shallow as a branching factor of at most ``max_factor`` allows.
+
+    >>> default_recursion_map(1000, 2)
+    RecursionMap(factor=8, max_depth=1, path=())
+    >>> default_recursion_map(1_000_000, 2)
+    RecursionMap(factor=32, max_depth=2, path=())
+    >>> default_recursion_map(8, 8)
+    RecursionMap(factor=7, max_depth=1, path=())
+    """
+    target = max(1, min(max_node, math.ceil(n_specs / (4 * max(parallelism, 1)))))
+    nodes = math.ceil(n_specs / target)
+    if nodes <= 1:
+        return RecursionMap(factor=max_factor, max_depth=0)
+    depth = 1
+    while math.ceil(nodes ** (1 / depth)) > max_factor and depth < MAX_DEPTH_LIMIT:
+        depth += 1
+    # A node with n <= factor specs is terminal: stay below the node's size.
+    factor = max(2, min(math.ceil(nodes ** (1 / depth)), n_specs - 1))
+    return RecursionMap(factor=factor, max_depth=depth)
+
+
+# --------------------------------------------------------------------------- input files
+
+
+ArtifactKey = tuple[str, str, str]  # (field, content digest, file name)
+
+
+@dataclass
+class InputArtifacts:
+    """Local input files of an allocation: one upload per distinct (field, content, name)."""
+
+    uploads: dict[ArtifactKey, Path] = field(default_factory=dict)
+    by_spec: list[dict[str, ArtifactKey]] = field(default_factory=list)  # [] if no fields
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:32]
+
+
+def scan_artifacts(specs: Sequence[ExperimentInputSpec], fields: tuple[str, ...]) -> InputArtifacts:
+    """Hash every local file input, reporting missing files for all specs at once."""
+    found = InputArtifacts()
+    if not fields:
+        return found
+    problems: list[Problem] = []
+    digests: dict[Path, str] = {}
+    for i, spec in enumerate(specs):
+        entry: dict[str, ArtifactKey] = {}
+        for name in fields:
+            value = getattr(spec, name)
+            if not isinstance(value, Path):
+                continue
+            path = value.expanduser().absolute()
+            if not path.is_file():
+                problems.append((i, name, str(value), "file does not exist"))
+                continue
+            if path not in digests:
+                digests[path] = _file_digest(path)
+            key = (name, digests[path], path.name)
+            found.uploads.setdefault(key, path)
+            entry[name] = key
+        found.by_spec.append(entry)
+    if problems:
+        raise SpecValidationError.from_problems(
+            f"{len(problems)} input file(s) not found", problems
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class AllocationPlan:
+    """Everything a run will be, decided before anything is written."""
+
+    experiment: ExperimentRunnable
+    schema: ExperimentSchema
+    specs: pl.DataFrame
+    """The ``specs`` table rows, row ``i`` for the caller's spec ``i`` (``experiment_id`` pending)."""
+    features: dict[str, type]
+    recursion_map: RecursionMap
+    artifacts: InputArtifacts
+
+    @property
+    def n_specs(self) -> int:
+        return self.specs.height
+
+    @property
+    def terminal_nodes(self) -> list[TreeNode]:
+        return list(iter_terminal_nodes(self.n_specs, self.recursion_map))
+
+
+def plan_allocation(
+    experiment: ExperimentRunnable,
+    specs: Iterable[ExperimentInputSpec | dict[str, Any]],
+    *,
+    recursion_map: RecursionMap | None = None,
+    overwrite_sort_index: bool = True,
+    parallelism: int = 1,
+) -> AllocationPlan:
+    """Validate ``specs``, compile the schema, plan the tree and list the files to upload.
+
+    Pure: no storage, no engine. Every invalid spec is reported in one
+    ``SpecValidationError``; the caller's spec objects are never modified.
+    """
+    parsed = parse_specs(experiment.input_spec, specs)
+    if not parsed:
+        raise SpecValidationError(f"no specs to allocate for {experiment.name!r}")
+    sort_index = _sort_index(parsed, overwrite=overwrite_sort_index)
+    feature_rows = computed_features_of(parsed)
+    features = feature_types(feature_rows)
+    schema = compile_experiment(
+        experiment.input_spec, experiment.output_spec, computed_features=features
+    )
+    frame = specs_frame(parsed, schema, sort_index, feature_rows)
+    check_specs_frame(frame, schema)
+    max_node = MAX_TERMINAL_SPECS if schema.dataframes else MAX_TERMINAL_SPECS_SCALAR_ONLY
+    rmap = recursion_map or default_recursion_map(len(parsed), parallelism, max_node=max_node)
+    if rmap.path:
+        raise RecursionMapError(f"recursion_map.path must be empty at allocation, got {rmap.path}")
+    artifacts = scan_artifacts(parsed, schema.input_file_fields)
+    return AllocationPlan(experiment, schema, frame, features, rmap, artifacts)
+
+
+def _sort_index(specs: Sequence[ExperimentInputSpec], *, overwrite: bool) -> list[int]:
+    if overwrite:
+        return list(range(len(specs)))
+    seen: dict[int, int] = {}
+    problems: list[Problem] = []
+    for i, spec in enumerate(specs):
+        if spec.sort_index in seen:
+            problems.append(
+                (i, "sort_index", spec.sort_index, f"repeats spec {seen[spec.sort_index]}'s")
+            )
+        seen.setdefault(spec.sort_index, i)
+    if problems:
+        raise SpecValidationError.from_problems(
+            f"{len(problems)} repeated sort_index value(s) "
+            "(pass overwrite_sort_index=True to renumber)",
+            problems,
+        )
+    return [s.sort_index for s in specs]
+
+
+# --------------------------------------------------------------------------- the write step
+
+
+def write_run(
+    store: Store, plan: AllocationPlan, *, name: str, version: SemVer, engine: str
+) -> RunManifest:
+    """Claim a fresh folder for the run and write everything the plan holds; return its manifest."""
+    manifest = claim_run_folder(store, plan, name=name, version=version, engine=engine)
+    layout = RunLayout(manifest.run_id)
+    uploaded = upload_artifacts(store, layout, plan.artifacts)
+    frame = _with_run_values(plan, manifest.run_id, uploaded)
+    _write_tables(store, layout, plan.schema, frame.sort("sort_index"), plan.recursion_map)
+    experiment = plan.experiment
+    store.put_bytes(
+        layout.io_spec, dump_yaml(experiment_io_spec(experiment.input_spec, experiment.output_spec))
+    )
+    listing: dict[str, dict[str, str]] = {}
+    for key, path in plan.artifacts.uploads.items():
+        listing.setdefault(key[0], {})[str(path)] = uploaded[key]
+    store.put_bytes(layout.input_artifacts, dump_yaml(listing))
+    store.put_bytes(layout.table_schemas, dump_yaml(schema_to_dict(plan.schema)))
+    return manifest
+
+
+def claim_run_folder(
+    store: Store, plan: AllocationPlan, *, name: str, version: SemVer, engine: str
+) -> RunManifest:
+    """Write ``manifest.yml`` into a fresh time folder; put-if-absent makes the folder ours."""
+    experiment = plan.experiment
+    for _ in range(100):
+        now = datetime.now(UTC)
+        run_id = f"{name}/{version}/{run_time_folder(now)}"
+        manifest = RunManifest(
+            run_id=run_id,
+            experiment=name,
+            runnable=experiment.name,
+            version=str(version),
+            created_at=now,
+            storage_uri=store.uri(),
+            engine=engine,
+            function=experiment.reference,
+            input_spec=_class_reference(experiment.input_spec),
+            output_spec=_class_reference(experiment.output_spec),
+            spec_count=plan.n_specs,
+            recursion_map=plan.recursion_map,
+            computed_features={k: v.__name__ for k, v in plan.features.items()},
+        )
+        if store.put_if_absent(RunLayout(run_id).manifest, manifest.to_yaml()):
+            return manifest
+        time.sleep(1e-6)
+    raise RunFolderError(
+        f"could not claim a run folder for {name}/{version} in {store.uri()} after 100 tries: "
+        "check that the store is writable"
+    )
+
+
+def _class_reference(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def upload_artifacts(
+    store: Store, layout: RunLayout, artifacts: InputArtifacts
+) -> dict[ArtifactKey, str]:
+    """Upload each distinct local input file once; return the URI of each."""
+    uris = {}
+    for key, path in artifacts.uploads.items():
+        field_name, digest, file_name = key
+        target = layout.artifact(field_name, digest, file_name)
+        store.upload_file(path, target)
+        uris[key] = store.file_uri(target)
+    return uris
+
+
+def _with_run_values(
+    plan: AllocationPlan, run_id: str, uploaded: dict[ArtifactKey, str]
+) -> pl.DataFrame:
+    """The specs rows with the run's id and the URIs their local input files were uploaded to."""
+    frame = plan.specs.with_columns(pl.lit(run_id).alias("experiment_id"))
+    by_spec = plan.artifacts.by_spec
+    for name in plan.schema.input_file_fields:
+        if any(name in entry for entry in by_spec):
+            column = frame.get_column(name).to_list()
+            for i, entry in enumerate(by_spec):
+                if name in entry:
+                    column[i] = uploaded[entry[name]]
+            frame = frame.with_columns(pl.Series(name, column, dtype=pl.String))
+    return frame
+
+
+def _write_tables(
+    store: Store,
+    layout: RunLayout,
+    schema: ExperimentSchema,
+    frame: pl.DataFrame,
+    rmap: RecursionMap,
+) -> None:
+    """Write the ``specs`` table, one batch per terminal node and the empty result tables.
+
+    The writes are independent, so they run on a few threads: Parquet
+    encoding and Delta commits release the GIL, and on S3 each one waits on
+    the network.
+    """
+    jobs: list[Callable[[], object]] = [
+        functools.partial(tables.write_table, store, layout.table(SPECS), schema.specs, frame)
+    ]
+    for node in iter_terminal_nodes(frame.height, rmap):
+        positions = node.positions
+        batch = frame.clear() if not len(positions) else frame.gather(list(positions))
+        jobs.append(functools.partial(write_batch, store, layout.batch(node.name), batch))
+    for table_name, table in schema.result_tables.items():
+        jobs.append(functools.partial(tables.create_table, store, layout.table(table_name), table))
+    with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(jobs))) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()

@@ -1,0 +1,127 @@
+"""A run's results: its Delta tables read back, validated against the schema stored with the run.
+
+Reading needs only the storage: the schemas come from the run's
+``table_schemas.yml``, not from the experiment's code, so results open from
+any process, and stay readable after the code has changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from scythe import tables
+from scythe.errors import TableNotFoundError
+from scythe.layout import RunLayout, load_yaml, read_manifest
+from scythe.schema import FAILURES, FILE_REFS, SCALARS, SPECS, TableSchema, tables_from_dict
+from scythe.storage import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def stored_table_schemas(store: Store, layout: RunLayout) -> dict[str, TableSchema]:
+    """The schemas the run's tables were written with (``table_schemas.yml``), by table name."""
+    return tables_from_dict(load_yaml(store.get_bytes(layout.table_schemas)))
+
+
+class Results:
+    """A run's result tables, read (and validated) on first access, then cached."""
+
+    def __init__(self, store: Store, layout: RunLayout, *, validate: bool = True) -> None:
+        self.store = store
+        self.layout = layout
+        self.schemas = stored_table_schemas(store, layout)
+        self.validate = validate
+        self._frames: dict[str, pl.DataFrame] = {}
+
+    @property
+    def run_id(self) -> str:
+        return self.layout.run_id
+
+    def schema(self, name: str) -> TableSchema:
+        """The stored schema of the table ``name``; ``TableNotFoundError`` if the run has none."""
+        try:
+            return self.schemas[name]
+        except KeyError:
+            raise TableNotFoundError(
+                f"run {self.run_id} has no table {name!r}; tables: {sorted(self.schemas)}"
+            ) from None
+
+    @property
+    def frame_outputs(self) -> list[str]:
+        """Names of the run's dataframe outputs."""
+        return [n for n in self.schemas if n not in (SPECS, SCALARS, FILE_REFS, FAILURES)]
+
+    def table(self, name: str) -> pl.DataFrame:
+        """The table ``name`` as a polars frame in ``sort_index`` order."""
+        if name not in self._frames:
+            table = self.schema(name)
+            self._frames[name] = tables.read_table(
+                self.store, self.layout.table(name), table, validate=self.validate
+            )
+        return self._frames[name]
+
+    __getitem__ = table
+
+    @property
+    def scalars(self) -> pl.DataFrame:
+        """Index columns and one column per scalar output, one row per spec that succeeded."""
+        return self.table(SCALARS)
+
+    @property
+    def file_refs(self) -> pl.DataFrame:
+        """Index columns and one URI column per file output."""
+        return self.table(FILE_REFS)
+
+    @property
+    def failures(self) -> pl.DataFrame:
+        """Index columns, error type, message, traceback and attempts of every failed spec."""
+        return self.table(FAILURES)
+
+    @property
+    def dataframes(self) -> DataframeOutputs:
+        """The dataframe outputs by name, each read on first access."""
+        return DataframeOutputs(self)
+
+    @property
+    def spec_count(self) -> int:
+        return read_manifest(self.store, self.layout).spec_count
+
+    def to_pandas(self, name: str = SCALARS) -> pd.DataFrame:
+        """A table as pandas, indexed by the input ``MultiIndex``."""
+        from scythe.schema.multiindex import to_pandas
+
+        return to_pandas(self.table(name), self.schema(name))
+
+    def __repr__(self) -> str:
+        return f"<Results of {self.run_id}: tables {sorted(self.schemas)}>"
+
+
+class DataframeOutputs:
+    """A run's dataframe outputs as a read-only mapping of name to frame."""
+
+    def __init__(self, results: Results) -> None:
+        self._results = results
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        if name not in self._results.frame_outputs:
+            raise TableNotFoundError(
+                f"run {self._results.run_id} has no dataframe output {name!r}; "
+                f"outputs: {self._results.frame_outputs}"
+            )
+        return self._results.table(name)
+
+    def keys(self) -> list[str]:
+        return self._results.frame_outputs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.keys()

@@ -1,0 +1,108 @@
+"""Specs compiled to table schemas: index columns, Arrow, polars, pandera; the stored
+form kept with every run; pandas frames with the input ``MultiIndex``; JSON Schema.
+
+One module per concern:
+
+- :mod:`scythe.schema.columns` — what a compiled schema is (columns, tables);
+- :mod:`scythe.schema.compile` — spec classes to schemas (:func:`compile_experiment`);
+- :mod:`scythe.schema.stored` — the form stored with a run, and back;
+- :mod:`scythe.schema.multiindex` — pandas interop (loaded on first use: it imports pandas);
+- :mod:`scythe.schema.json_schema` — the specs' JSON Schema.
+
+>>> from scythe import ExperimentInputSpec, ExperimentOutputSpec
+>>> class In(ExperimentInputSpec):
+...     r_value: float
+>>> class Out(ExperimentOutputSpec):
+...     heating: float
+>>> compile_experiment(In, Out).scalars.polars_schema()["heating"]
+Float64
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from scythe.schema.columns import (
+    BUILTIN_TABLES,
+    EXTRA_JSON,
+    FAILURE_COLUMNS,
+    FAILURES,
+    FILE_REFS,
+    PLAIN_TYPES,
+    SCALARS,
+    SORT_SUBINDEX,
+    SPECS,
+    Column,
+    Constraint,
+    ExperimentSchema,
+    TableSchema,
+    arrow_type,
+    cell,
+)
+from scythe.schema.compile import (
+    compile_experiment,
+    compile_field,
+    computed_feature_columns,
+    computed_feature_types,
+    computed_features_of,
+    feature_types,
+    index_columns,
+)
+from scythe.schema.json_schema import experiment_io_spec
+from scythe.schema.stored import (
+    schema_from_dict,
+    schema_to_dict,
+    table_from_dict,
+    table_to_dict,
+    tables_from_dict,
+)
+
+if TYPE_CHECKING:
+    from scythe.schema.multiindex import from_pandas, pandas_dtype, to_pandas
+
+_PANDAS = ("from_pandas", "pandas_dtype", "to_pandas")
+
+
+def __getattr__(name: str) -> Any:
+    # pandas loads only when a pandas frame is asked for.
+    if name in _PANDAS:
+        value = getattr(importlib.import_module("scythe.schema.multiindex"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'scythe.schema' has no attribute {name!r}")
+
+
+__all__ = [
+    "BUILTIN_TABLES",
+    "EXTRA_JSON",
+    "FAILURES",
+    "FAILURE_COLUMNS",
+    "FILE_REFS",
+    "PLAIN_TYPES",
+    "SCALARS",
+    "SORT_SUBINDEX",
+    "SPECS",
+    "Column",
+    "Constraint",
+    "ExperimentSchema",
+    "TableSchema",
+    "arrow_type",
+    "cell",
+    "compile_experiment",
+    "compile_field",
+    "computed_feature_columns",
+    "computed_feature_types",
+    "computed_features_of",
+    "experiment_io_spec",
+    "feature_types",
+    "from_pandas",
+    "index_columns",
+    "pandas_dtype",
+    "schema_from_dict",
+    "schema_to_dict",
+    "table_from_dict",
+    "table_to_dict",
+    "tables_from_dict",
+    "to_pandas",
+]
