@@ -31,7 +31,7 @@ _LAZY = {
     "LocalEngine": "scythe.engines.local",
     "HatchetEngine": "scythe.engines.hatchet",
     "ScytheWorkerConfig": "scythe.settings",
-    "ScytheWorkerLabel": "scythe.settings",
+    "ScytheWorkerLabel": "scythe.worker",
 }
 
 if TYPE_CHECKING:
@@ -39,8 +39,9 @@ if TYPE_CHECKING:
     from scythe.engines.local import LocalEngine
     from scythe.experiments import BaseExperiment, ExperimentRun, VersionedExperiment
     from scythe.results import Results
-    from scythe.settings import ScytheWorkerConfig, ScytheWorkerLabel
+    from scythe.settings import ScytheWorkerConfig
     from scythe.versions import SemVer
+    from scythe.worker import ScytheWorkerLabel
 
 
 def __getattr__(name: str) -> Any:

@@ -16,18 +16,14 @@ import os
 import socket
 from collections.abc import Mapping
 from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scythe.errors import SettingsError
-
-if TYPE_CHECKING:
-    from hatchet_sdk.labels import DesiredWorkerLabel
 
 _LOCAL_DATA_DIR = "scythe-data"
 _DURATION_HELP = "seconds (3600) or an ISO-8601 duration (PT1H)"
@@ -251,29 +247,6 @@ LABEL_ON = "yes"
 DEFAULT_DURABLE_SLOTS = 1000
 
 
-class ScytheWorkerLabel(StrEnum):
-    """Capabilities a worker advertises and an experiment can require.
-
-    ``.worker_label`` is the ``desired_worker_labels`` entry that sends an
-    experiment's leaves only to workers with that capability; combine several
-    with ``{**a.worker_label, **b.worker_label}``::
-
-        @ExperimentRegistry.Register(desired_worker_labels=ScytheWorkerLabel.HIGH_MEMORY.worker_label)
-        def simulate(spec: Building) -> Energy: ...
-    """
-
-    HIGH_MEMORY = "high_memory"
-    HIGH_CPU = "high_cpu"
-    HAS_GPU = "has_gpu"
-
-    @property
-    def worker_label(self) -> dict[str, DesiredWorkerLabel]:
-        """``{key: DesiredWorkerLabel(value="yes", required=True)}`` for ``desired_worker_labels``."""
-        from hatchet_sdk.labels import DesiredWorkerLabel
-
-        return {self.value: DesiredWorkerLabel(key=self.value, value=LABEL_ON, required=True)}
-
-
 def worker_location(environ: Mapping[str, str] | None = None) -> str:
     """Where this worker runs, for its name: AWS Batch array index, ECS, Fly region, else host name.
 
@@ -323,12 +296,13 @@ class ScytheWorkerConfig(BaseSettings):
     @property
     def labels(self) -> dict[str, str]:
         """The capability labels this worker advertises (only those switched on)."""
+        # The keys are the values of scythe.worker.ScytheWorkerLabel.
         flags = {
-            ScytheWorkerLabel.HIGH_MEMORY: self.HIGH_MEMORY,
-            ScytheWorkerLabel.HIGH_CPU: self.HIGH_CPU,
-            ScytheWorkerLabel.HAS_GPU: self.HAS_GPU,
+            "high_memory": self.HIGH_MEMORY,
+            "high_cpu": self.HIGH_CPU,
+            "has_gpu": self.HAS_GPU,
         }
-        return {label.value: LABEL_ON for label, on in flags.items() if on}
+        return {label: LABEL_ON for label, on in flags.items() if on}
 
     @property
     def role(self) -> str:
@@ -352,7 +326,6 @@ __all__ = [
     "LABEL_ON",
     "ScytheSettings",
     "ScytheWorkerConfig",
-    "ScytheWorkerLabel",
     "StorageSettings",
     "TimeoutSettings",
     "scythe_settings",

@@ -27,21 +27,41 @@ import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from scythe.errors import WorkerConfigError
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
-from scythe.settings import (
-    LABEL_ON,
-    ScytheWorkerConfig,
-    ScytheWorkerLabel,
-    worker_config,
-    worker_location,
-)
+from scythe.settings import LABEL_ON, ScytheWorkerConfig, worker_config, worker_location
 
 if TYPE_CHECKING:
     from hatchet_sdk import Worker
+    from hatchet_sdk.labels import DesiredWorkerLabel
     from hatchet_sdk.runnables.workflow import BaseWorkflow
+
+
+class ScytheWorkerLabel(StrEnum):
+    """Capabilities a worker advertises and an experiment can require.
+
+    ``.worker_label`` is the ``desired_worker_labels`` entry that sends an
+    experiment's leaves only to workers with that capability; combine several
+    with ``{**a.worker_label, **b.worker_label}``::
+
+        @ExperimentRegistry.Register(desired_worker_labels=ScytheWorkerLabel.HIGH_MEMORY.worker_label)
+        def simulate(spec: Building) -> Energy: ...
+    """
+
+    HIGH_MEMORY = "high_memory"
+    HIGH_CPU = "high_cpu"
+    HAS_GPU = "has_gpu"
+
+    @property
+    def worker_label(self) -> dict[str, DesiredWorkerLabel]:
+        """``{key: DesiredWorkerLabel(value="yes", required=True)}`` for ``desired_worker_labels``."""
+        from hatchet_sdk.labels import DesiredWorkerLabel
+
+        return {self.value: DesiredWorkerLabel(key=self.value, value=LABEL_ON, required=True)}
+
 
 # --------------------------------------------------------------------------- experiments
 
