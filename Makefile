@@ -17,12 +17,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/scythe demo
 
-# The test session starts moto's S3 server on 127.0.0.1 itself (tests/conftest.py),
-# so boto3 and deltalake both talk real HTTP to it.
+# First the one-way layers (the import-linter contract in pyproject.toml), then the
+# suite. The test session starts moto's S3 server on 127.0.0.1 itself
+# (tests/conftest.py), so boto3 and deltalake both talk real HTTP to it.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	SCYTHE_TEST_MOTO_PORT=$(MOTO_PORT) $(BIN)/python -m pytest
 
 lint: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check scythe analysis tests examples benchmarks
 	$(BIN)/ruff format --check scythe analysis tests examples benchmarks
 

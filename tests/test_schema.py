@@ -368,3 +368,86 @@ def test_unresolvable_annotation_is_a_compile_error():
 
     with pytest.raises(SchemaCompileError, match="Later has annotations that cannot be resolved"):
         compile_experiment(Later, Out)
+
+
+# --------------------------------------------------------------------------- the stored form
+
+
+def _round_trip(schema):
+    from scythe.schema import schema_from_dict, schema_to_dict
+
+    return schema_from_dict(schema_to_dict(schema), schema.input_spec, schema.output_spec)
+
+
+def test_the_stored_form_rebuilds_every_table_with_its_checks():
+    class Step(pa.DataFrameModel):
+        month: int = pa.Field(ge=1, le=12)
+        kwh: float = pa.Field(in_range={"min_value": 0, "max_value": 1e6})
+
+    class In(ExperimentInputSpec):
+        r: float = Field(..., ge=0, le=15)
+        mode: Literal["a", "b"] = "a"
+
+    class Out(ExperimentOutputSpec):
+        y: float = Field(..., multiple_of=0.5)
+        monthly: DataFrame[Step]
+
+    schema = compile_experiment(In, Out)
+    stored = _round_trip(schema)
+    for name, table in schema.result_tables.items():
+        again = stored.table(name)
+        assert again.names == table.names and again.polars_schema() == table.polars_schema()
+    bad = pl.DataFrame({"month": [13], "kwh": [-1.0]})
+    cases = stored.dataframes["monthly"].outputs_pandera_schema()
+    with pytest.raises(pa.errors.SchemaErrors) as caught:
+        cases.validate(
+            bad.with_columns(sort_index=pl.lit(0, pl.Int64), sort_subindex=pl.lit(0, pl.Int64)),
+            lazy=True,
+        )
+    failed = set(caught.value.failure_cases["check"].to_list())
+    assert {"less_than_or_equal_to(12)", "in_range(0, 1000000.0)"} <= failed
+    assert stored.input_file_fields == schema.input_file_fields
+
+
+def test_a_check_a_run_cannot_store_is_refused_when_compiling():
+    class Step(pa.DataFrameModel):
+        kwh: float
+
+        @pa.check("kwh")
+        def positive(cls, series):  # a plain function: nothing to rebuild it from storage
+            return series > 0
+
+    class In(ExperimentInputSpec):
+        r: float
+
+    class Out(ExperimentOutputSpec):
+        monthly: DataFrame[Step]
+
+    with pytest.raises(
+        SchemaCompileError, match=r"custom checks \['positive'\].*register_check_method"
+    ):
+        compile_experiment(In, Out)
+
+
+def test_a_registered_custom_check_is_stored_by_name():
+    import pandera.extensions as extensions
+
+    name = "scythe_test_is_even"
+    if name not in pa.Check.REGISTERED_CUSTOM_CHECKS:
+
+        @extensions.register_check_method(statistics=["divisor"])
+        def scythe_test_is_even(polars_obj, *, divisor):
+            return polars_obj.lazyframe.select(pl.col(polars_obj.key) % divisor == 0)
+
+    class Step(pa.DataFrameModel):
+        n: int = pa.Field(scythe_test_is_even={"divisor": 2})
+
+    class In(ExperimentInputSpec):
+        r: float
+
+    class Out(ExperimentOutputSpec):
+        steps: DataFrame[Step]
+
+    stored = _round_trip(compile_experiment(In, Out)).dataframes["steps"]
+    (check,) = stored.column("n").extra_checks
+    assert (check.name, check.statistics) == (name, {"divisor": 2})
