@@ -40,7 +40,7 @@ from scythe import tables
 from scythe.base import ExperimentInputSpec, parse_specs
 from scythe.batches import check_specs_frame, specs_frame, write_batch
 from scythe.errors import RecursionMapError, RunFolderError, SpecValidationError
-from scythe.layout import RunLayout, RunManifest, dump_yaml, run_time_folder
+from scythe.layout import RunLayout, RunManifest, dump_yaml, run_id_of, run_time_folder
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, TreeNode, iter_terminal_nodes
 from scythe.schema import (
@@ -253,7 +253,7 @@ def claim_run_folder(
     experiment = plan.experiment
     for _ in range(100):
         now = datetime.now(UTC)
-        run_id = f"{name}/{version}/{run_time_folder(now)}"
+        run_id = run_id_of(name, version, run_time_folder(now))
         manifest = RunManifest(
             run_id=run_id,
             experiment=name,

@@ -31,7 +31,7 @@ from scythe.base import ExperimentInputSpec
 from scythe.engines import Engine, RunRef, get_engine
 from scythe.engines.local import LocalEngine
 from scythe.errors import ExperimentDefinitionError, ExperimentNameError, RunNotFoundError
-from scythe.layout import RunLayout, RunManifest, read_manifest
+from scythe.layout import RunLayout, RunManifest, read_manifest, run_id_of, version_prefix
 from scythe.nodes import resolve_experiment
 from scythe.registry import ExperimentRunnable
 from scythe.results import Results, stored_table_schemas
@@ -210,17 +210,18 @@ class VersionedExperiment:
 
     @property
     def prefix(self) -> str:
-        return f"{self.experiment.name}/{self.version}"
+        return version_prefix(self.experiment.name, self.version)
 
     def list_runs(self) -> list[ExperimentRun]:
         """Runs of this version, oldest first."""
         store = self.experiment.store
         return [
-            ExperimentRun(
-                f"{self.prefix}/{folder}", store=store, experiment=self.experiment.runnable
+            ExperimentRun(run_id, store=store, experiment=self.experiment.runnable)
+            for run_id in (
+                run_id_of(self.experiment.name, self.version, folder)
+                for folder in sorted(store.list_children(self.prefix))
             )
-            for folder in sorted(store.list_children(self.prefix))
-            if store.exists(RunLayout(f"{self.prefix}/{folder}").manifest)
+            if store.exists(RunLayout(run_id).manifest)
         ]
 
     def latest_run(self) -> ExperimentRun | None:

@@ -102,6 +102,20 @@ def run_time_folder(now: datetime | None = None) -> str:
     return now.strftime("%Y-%m-%dT%H-%M-%S.%fZ")
 
 
+def version_prefix(experiment: str, version: object) -> str:
+    """The folder of one version of an experiment, holding one folder per run.
+
+    >>> version_prefix("building", "v1.2.0")
+    'building/v1.2.0'
+    """
+    return f"{experiment}/{version}"
+
+
+def run_id_of(experiment: str, version: object, time_folder: str) -> str:
+    """A run's id, which is also its folder: ``<experiment>/<vM.m.p>/<time>``."""
+    return f"{version_prefix(experiment, version)}/{time_folder}"
+
+
 class RunManifest(BaseModel):
     """``manifest.yml``: what a run is, how it was split and how it ended."""
 

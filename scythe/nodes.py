@@ -1,8 +1,8 @@
 """What a node of the scatter/gather tree does, for every engine.
 
 - A **terminal node** runs the leaf middleware over its batch of specs,
-  validates the batch against the compiled schemas, stages one data file per
-  table and writes a small node manifest.
+  validates the batch against the schema stored with the run at allocation,
+  stages one data file per table and writes a small node manifest.
 - A **fan node** gathers its children's results: references and counts only.
 - The **root** commits every table once, checks that each spec ended as
   exactly one row of ``scalars`` or ``failures``, and records the outcome in

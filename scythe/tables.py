@@ -116,7 +116,7 @@ def stage_frame(
     buffer = io.BytesIO()
     pq.write_table(arrow, buffer, compression="zstd")
     data = buffer.getvalue()
-    path = f"part-{name}.zstd.parquet"
+    path = f"part-{name}.zstd.parquet"  # relative to the table, as Delta's log records it
     store.put_bytes(f"{key}/{path}", data)
     return StagedFile(
         path=path,

@@ -450,3 +450,20 @@ def test_workers_collect_garbage_less_often_and_leave_the_caller_alone(store):
     assert (row["young"], row["middle"], row["old"]) == WORKER_GC_THRESHOLDS != mine
     row = in_process.results().scalars.row(0, named=True)
     assert (row["young"], row["middle"], row["old"]) == mine == gc.get_threshold()
+
+
+def test_the_pool_starts_no_more_workers_than_the_run_has_terminal_nodes(tmp_path):
+    import multiprocessing
+
+    engine = LocalEngine(slots=2, progress=False)
+    try:
+        experiment = BaseExperiment(runnable=gc_thresholds, storage=tmp_path)
+        before = {p.pid for p in multiprocessing.active_children()}
+        run, _ = experiment.allocate(
+            [Nothing()], recursion_map=RecursionMap(factor=10, max_depth=0), engine=engine
+        )
+        workers = [p for p in multiprocessing.active_children() if p.pid not in before]
+        assert run.status().status == "complete"
+        assert [p.name for p in workers] == ["scythe-local-worker"]
+    finally:
+        engine.close()

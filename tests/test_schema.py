@@ -451,3 +451,23 @@ def test_a_registered_custom_check_is_stored_by_name():
     stored = _round_trip(compile_experiment(In, Out)).dataframes["steps"]
     (check,) = stored.column("n").extra_checks
     assert (check.name, check.statistics) == (name, {"divisor": 2})
+
+
+def test_runs_stored_in_the_first_format_still_open():
+    from scythe.schema import schema_from_dict, table_to_dict
+
+    class In(ExperimentInputSpec):
+        r: float
+        weather: FileReference
+
+    class Out(ExperimentOutputSpec):
+        y: float
+
+    schema = compile_experiment(In, Out)
+    first_format = {  # table_schemas.yml of the first runs: the tables at the top level
+        name: table_to_dict(table)
+        for name, table in {"specs": schema.specs, **schema.result_tables}.items()
+    }
+    again = schema_from_dict(first_format, In, Out)
+    assert again.scalars.names == schema.scalars.names
+    assert again.input_file_fields == ("weather",)
