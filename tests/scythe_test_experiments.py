@@ -1,4 +1,5 @@
-"""Experiments the end-to-end tests run (importable by worker processes).
+"""Experiments the end-to-end tests run (importable by worker processes), and an engine
+that runs none of them.
 
 Written with postponed annotations on purpose: the tempdir parameter and the
 spec types must still be found.
@@ -135,3 +136,23 @@ def gc_thresholds(spec: Nothing) -> GcThresholds:
     """The garbage collector thresholds of the process the leaf runs in."""
     young, middle, old = gc.get_threshold()
     return GcThresholds(young=young, middle=middle, old=old)
+
+
+class SubmitOnlyEngine:
+    """An engine that takes a run's root node and runs nothing: the test drives the nodes."""
+
+    name = "local"
+    parallelism = 1
+
+    def __init__(self) -> None:
+        self.root = None
+
+    def check(self, experiment) -> None:
+        pass
+
+    def waits_by_default(self) -> bool:
+        return False
+
+    def submit(self, root):
+        self.root = root
+        return None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import Field
-from scythe_test_experiments import Nothing, Probe, gc_thresholds, probe
+from scythe_test_experiments import Nothing, Probe, SubmitOnlyEngine, gc_thresholds, probe
 
 from scythe import (
     BaseExperiment,
@@ -30,27 +30,6 @@ from scythe.errors import (
 )
 from scythe.nodes import finalize_run, run_terminal_node
 from scythe.storage import LocalStore
-
-
-class _Submitted:
-    """An engine that takes the root node and runs nothing (the test drives the nodes)."""
-
-    name = "local"
-    parallelism = 1
-
-    def __init__(self) -> None:
-        self.root = None
-
-    def check(self, experiment) -> None:
-        pass
-
-    def waits_by_default(self) -> bool:
-        return False
-
-    def submit(self, root):
-        self.root = root
-        return None
-
 
 # --------------------------------------------------------------------------- the plan
 
@@ -132,7 +111,7 @@ def test_nodes_check_the_schema_stored_at_allocation_not_the_code_of_now(tmp_pat
     def conduct(spec: Wall) -> Loss:
         return Loss.model_construct(u_value=spec.r_value)  # unchecked, like a buggy simulator
 
-    engine = _Submitted()
+    engine = SubmitOnlyEngine()
     run, _ = BaseExperiment(conduct, storage=tmp_path).allocate(
         [Wall(r_value=0.5), Wall(r_value=5.0)],
         recursion_map=RecursionMap(factor=10, max_depth=0),

@@ -16,7 +16,7 @@ import pandas as pd
 import polars as pl
 import pytest
 from deltalake import DeltaTable
-from scythe_test_experiments import Nothing, Probe, gc_thresholds, probe
+from scythe_test_experiments import Nothing, Probe, SubmitOnlyEngine, gc_thresholds, probe
 
 from scythe import BaseExperiment, LocalEngine, RecursionMap
 from scythe.engines.local import WORKER_GC_THRESHOLDS
@@ -167,28 +167,8 @@ def test_repeated_nodes_and_root_add_nothing(experiment):
     assert sorted(done + failed) == list(range(12))
 
 
-class _Submitted:
-    """An engine that takes the root node and runs nothing (the test drives the nodes)."""
-
-    name = "local"
-    parallelism = 1
-
-    def __init__(self) -> None:
-        self.root: ScatterGatherInput | None = None
-
-    def check(self, experiment) -> None:
-        pass
-
-    def waits_by_default(self) -> bool:
-        return False
-
-    def submit(self, root):
-        self.root = root
-        return None
-
-
 def test_the_root_reports_specs_no_node_staged(experiment):
-    engine = _Submitted()
+    engine = SubmitOnlyEngine()
     run, _ = experiment.allocate(
         specs_with({}, n=10), recursion_map=RecursionMap(factor=2, max_depth=1), engine=engine
     )
