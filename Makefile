@@ -22,7 +22,7 @@ demo: $(STAMP)
 # (tests/conftest.py), so boto3 and deltalake both talk real HTTP to it.
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
-	SCYTHE_TEST_MOTO_PORT=$(MOTO_PORT) $(BIN)/python -m pytest
+	TEST_MOTO_PORT=$(MOTO_PORT) $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache

@@ -30,7 +30,7 @@ _LAZY = {
     "SemVer": "scythe.versions",
     "LocalEngine": "scythe.engines.local",
     "HatchetEngine": "scythe.engines.hatchet",
-    "ScytheWorkerConfig": "scythe.settings",
+    "ScytheWorkerConfig": "scythe.worker",
     "ScytheWorkerLabel": "scythe.worker",
 }
 
@@ -39,9 +39,8 @@ if TYPE_CHECKING:
     from scythe.engines.local import LocalEngine
     from scythe.experiments import BaseExperiment, ExperimentRun, VersionedExperiment
     from scythe.results import Results
-    from scythe.settings import ScytheWorkerConfig
     from scythe.versions import SemVer
-    from scythe.worker import ScytheWorkerLabel
+    from scythe.worker import ScytheWorkerConfig, ScytheWorkerLabel
 
 
 def __getattr__(name: str) -> Any:

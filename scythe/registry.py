@@ -55,14 +55,14 @@ class ExperimentOptions:
             return self.execution_timeout
         from scythe.settings import timeout_settings
 
-        return timeout_settings().EXECUTION
+        return timeout_settings().experiment_execution
 
     def resolved_schedule_timeout(self) -> timedelta:
         if self.schedule_timeout is not None:
             return self.schedule_timeout
         from scythe.settings import timeout_settings
 
-        return timeout_settings().SCHEDULE
+        return timeout_settings().experiment_schedule
 
 
 def load_runnable(module: str, qualname: str) -> ExperimentRunnable:

@@ -13,20 +13,44 @@ datetime.timedelta(seconds=7200)
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Mapping
+import re
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import platformdirs
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scythe.errors import SettingsError
 
 _LOCAL_DATA_DIR = "scythe-data"
-_DURATION_HELP = "seconds (3600) or an ISO-8601 duration (PT1H)"
+_DURATION_HELP = "seconds (3600), a duration such as 1h30m or an ISO-8601 duration (PT1H)"
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> object:
+    """A duration setting as seconds when it is a number or a duration string; else as it is.
+
+    Accepts seconds (``"90"``), Hatchet's duration strings (``"10m"``, ``"2h"``,
+    ``"1h30m"``, ``"500ms"``) and, left to pydantic, ISO-8601 (``"PT1H"``).
+
+    >>> parse_duration("90"), parse_duration("1h30m"), parse_duration("PT1H")
+    (90.0, 5400.0, 'PT1H')
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if parts and "".join(n + unit for n, unit in parts) == text:
+        return sum(float(n) * _DURATION_UNITS[unit] for n, unit in parts)
+    return value
 
 
 class StorageSettings(BaseSettings):
@@ -87,6 +111,57 @@ class TimeoutSettings(BaseSettings):
         description=f"How long ref.result() waits for a run, as {_DURATION_HELP}; "
         "unset to wait forever.",
     )
+    EXPERIMENT_EXECUTION: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="The name scythe-engine 1.x gives EXECUTION; either may be set.",
+    )
+    EXPERIMENT_SCHEDULE: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="The name scythe-engine 1.x gives SCHEDULE; either may be set.",
+    )
+    SCATTER_GATHER_EXECUTION: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="Longest time one scatter/gather node may run on Hatchet; "
+        "unset for SCYTHE_HATCHET_FAN_TIMEOUT.",
+    )
+    SCATTER_GATHER_SCHEDULE: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="Longest time a scatter/gather node may wait to be scheduled on Hatchet; "
+        "unset for SCHEDULE.",
+    )
+
+    @model_validator(mode="after")
+    def _one_value_per_timeout(self) -> TimeoutSettings:
+        for name, alias in (
+            ("EXECUTION", "EXPERIMENT_EXECUTION"),
+            ("SCHEDULE", "EXPERIMENT_SCHEDULE"),
+        ):
+            value, other = getattr(self, name), getattr(self, alias)
+            if other is not None and name in self.model_fields_set and other != value:
+                raise ValueError(
+                    f"SCYTHE_TIMEOUT_{name} ({value}) and SCYTHE_TIMEOUT_{alias} ({other}) "
+                    "name the same timeout: set one of them"
+                )
+        return self
+
+    @property
+    def experiment_execution(self) -> timedelta:
+        """Longest time one attempt of one simulation may run."""
+        return self.EXPERIMENT_EXECUTION or self.EXECUTION
+
+    @property
+    def experiment_schedule(self) -> timedelta:
+        """Longest time a simulation's task may wait to be scheduled."""
+        return self.EXPERIMENT_SCHEDULE or self.SCHEDULE
+
+    @property
+    def scatter_gather_schedule(self) -> timedelta:
+        """Longest time a scatter/gather node's task may wait to be scheduled."""
+        return self.SCATTER_GATHER_SCHEDULE or self.SCHEDULE
 
     def wait_seconds(self, timeout: float | None = None) -> float | None:
         """How long ``ref.result()`` waits: ``timeout`` if given, else ``WAIT`` (None: forever).
@@ -98,16 +173,20 @@ class TimeoutSettings(BaseSettings):
             return timeout
         return self.WAIT.total_seconds() if self.WAIT is not None else None
 
-    @field_validator("EXECUTION", "SCHEDULE", "WAIT", mode="before")
+    @field_validator(
+        "EXECUTION",
+        "SCHEDULE",
+        "WAIT",
+        "EXPERIMENT_EXECUTION",
+        "EXPERIMENT_SCHEDULE",
+        "SCATTER_GATHER_EXECUTION",
+        "SCATTER_GATHER_SCHEDULE",
+        mode="before",
+    )
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
         # environment values are strings, and pydantic reads "90" as a malformed duration
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                return value
-        return value
+        return parse_duration(value)
 
 
 class ScytheSettings(BaseSettings):
@@ -155,7 +234,7 @@ class ScytheSettings(BaseSettings):
     @field_validator("HATCHET_FAN_TIMEOUT", mode="before")
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
-        return TimeoutSettings._parse_seconds(value)
+        return parse_duration(value)
 
 
 _SettingsT = TypeVar("_SettingsT", bound=BaseSettings)
@@ -206,13 +285,61 @@ def settings_reference() -> list[tuple[str, str, str, str]]:
     return rows
 
 
+_SETTINGS_CLASSES: list[type[BaseSettings]] = [*_ALL_SETTINGS]
+_WARNED: set[str] = set()
+
+
+def register_settings_class(cls: type[BaseSettings]) -> None:
+    """Make ``cls``'s variables known, so that they are not reported as unknown."""
+    if cls not in _SETTINGS_CLASSES:
+        _SETTINGS_CLASSES.append(cls)
+
+
+class UnknownSettingWarning(UserWarning):
+    """A ``SCYTHE_*`` environment variable names no setting (a typo?)."""
+
+
+def warn_unknown_settings(environ: dict[str, str] | None = None) -> list[str]:
+    """Warn once about each ``SCYTHE_*`` variable that names no setting; return their names.
+
+    A variable under the prefix of a settings class that is not loaded in this
+    process (``SCYTHE_WORKER_*`` outside a worker) is not judged.
+    """
+    import difflib
+
+    env = os.environ if environ is None else environ
+    known = {_env_var(c, name) for c in _SETTINGS_CLASSES for name in c.model_fields}
+    prefixes = {str(c.model_config.get("env_prefix", "")).upper() for c in _SETTINGS_CLASSES}
+    unknown = []
+    for var in sorted(k.upper() for k in env if k.upper().startswith("SCYTHE_")):
+        owner = max((p for p in prefixes if var.startswith(p)), key=len, default="SCYTHE_")
+        if var in known or (owner == "SCYTHE_" and var.startswith("SCYTHE_WORKER_")):
+            continue
+        unknown.append(var)
+        if var not in _WARNED:
+            _WARNED.add(var)
+            close = difflib.get_close_matches(var, sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.warn(
+                f"environment variable {var} is not a Scythe setting{hint} "
+                "(every setting: docs/settings.md)",
+                UnknownSettingWarning,
+                stacklevel=3,
+            )
+    return unknown
+
+
 def _read_settings(cls: type[_SettingsT]) -> _SettingsT:
+    warn_unknown_settings()
     try:
         return cls()
     except ValidationError as err:
         problems = []
         for error in err.errors():
-            name = str(error["loc"][0]) if error["loc"] else ""
+            if not error["loc"]:  # a rule across settings: its message names them
+                problems.append(str(error["msg"]).removeprefix("Value error, ") + ".")
+                continue
+            name = str(error["loc"][0])
             field = cls.model_fields.get(name)
             env_var = _env_var(cls, name)
             # report the text the user wrote, not what a validator turned it into
@@ -244,94 +371,15 @@ def _type_text(annotation: object) -> str:
 # --------------------------------------------------------------------------- workers
 
 LABEL_ON = "yes"
-DEFAULT_DURABLE_SLOTS = 1000
-
-
-def worker_location(environ: Mapping[str, str] | None = None) -> str:
-    """Where this worker runs, for its name: AWS Batch array index, ECS, Fly region, else host name.
-
-    >>> worker_location({"AWS_BATCH_JOB_ARRAY_INDEX": "7", "AWS_REGION": "us-east-1"})
-    'aws-batch-us-east-1-0007'
-    >>> worker_location({"FLY_REGION": "iad", "FLY_MACHINE_ID": "e784"})
-    'fly-iad-e784'
-    """
-    env = os.environ if environ is None else environ
-    host = env.get("HOSTNAME") or socket.gethostname()
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if env.get("AWS_BATCH_JOB_ARRAY_INDEX") is not None:
-        index = int(env["AWS_BATCH_JOB_ARRAY_INDEX"])
-        return "-".join(p for p in ("aws-batch", region, f"{index:04d}") if p)
-    if env.get("ECS_CONTAINER_METADATA_URI_V4") or env.get("ECS_CONTAINER_METADATA_URI"):
-        return "-".join(p for p in ("aws-ecs", region, host) if p)
-    if env.get("FLY_REGION"):
-        return f"fly-{env['FLY_REGION']}-{env.get('FLY_MACHINE_ID') or host}"
-    return host
-
-
-class ScytheWorkerConfig(BaseSettings):
-    """How a ``scythe worker`` runs, from ``SCYTHE_WORKER_*`` variables."""
-
-    model_config = SettingsConfigDict(env_prefix="SCYTHE_WORKER_", env_ignore_empty=True)
-
-    NAME: str | None = Field(
-        default=None,
-        description="Worker name shown in Hatchet; unset for scythe-<role>-<where it runs>.",
-    )
-    SLOTS: int | None = Field(
-        default=None,
-        ge=1,
-        description="Leaves this worker runs at once (default slots); unset for os.cpu_count().",
-    )
-    DURABLE_SLOTS: int = Field(
-        default=DEFAULT_DURABLE_SLOTS,
-        ge=1,
-        description="Scatter/gather nodes this worker holds at once (durable slots, mostly waiting).",
-    )
-    HIGH_MEMORY: bool = Field(default=False, description="Advertise the high_memory label.")
-    HIGH_CPU: bool = Field(default=False, description="Advertise the high_cpu label.")
-    HAS_GPU: bool = Field(default=False, description="Advertise the has_gpu label.")
-    DOES_FAN: bool = Field(default=True, description="Serve the scatter/gather (fan) task.")
-    DOES_LEAF: bool = Field(default=True, description="Serve the experiments' leaf tasks.")
-
-    @property
-    def labels(self) -> dict[str, str]:
-        """The capability labels this worker advertises (only those switched on)."""
-        # The keys are the values of scythe.worker.ScytheWorkerLabel.
-        flags = {
-            "high_memory": self.HIGH_MEMORY,
-            "high_cpu": self.HIGH_CPU,
-            "has_gpu": self.HAS_GPU,
-        }
-        return {label: LABEL_ON for label, on in flags.items() if on}
-
-    @property
-    def role(self) -> str:
-        return "-".join(r for r, on in (("fan", self.DOES_FAN), ("leaf", self.DOES_LEAF)) if on)
-
-    @property
-    def computed_slots(self) -> int:
-        return self.SLOTS or os.cpu_count() or 1
-
-    @property
-    def computed_name(self) -> str:
-        return self.NAME or f"scythe-{self.role or 'idle'}-{worker_location()}"
-
-
-def worker_config() -> ScytheWorkerConfig:
-    """Read the ``SCYTHE_WORKER_*`` variables now (a bad value raises ``SettingsError``)."""
-    return _read_settings(ScytheWorkerConfig)
-
+"""The value a worker gives each capability label it advertises (``has_gpu: yes``)."""
 
 __all__ = [
     "LABEL_ON",
     "ScytheSettings",
-    "ScytheWorkerConfig",
     "StorageSettings",
     "TimeoutSettings",
     "scythe_settings",
     "settings_reference",
     "storage_settings",
     "timeout_settings",
-    "worker_config",
-    "worker_location",
 ]

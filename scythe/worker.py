@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from scythe.errors import WorkerConfigError
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
-from scythe.settings import LABEL_ON, ScytheWorkerConfig, worker_config, worker_location
+from scythe.settings import LABEL_ON, _read_settings, register_settings_class
 
 if TYPE_CHECKING:
     from hatchet_sdk import Worker
@@ -61,6 +65,87 @@ class ScytheWorkerLabel(StrEnum):
         from hatchet_sdk.labels import DesiredWorkerLabel
 
         return {self.value: DesiredWorkerLabel(key=self.value, value=LABEL_ON, required=True)}
+
+
+DEFAULT_DURABLE_SLOTS = 1000
+
+
+def worker_location(environ: Mapping[str, str] | None = None) -> str:
+    """Where this worker runs, for its name: AWS Batch array index, ECS, Fly region, else host name.
+
+    >>> worker_location({"AWS_BATCH_JOB_ARRAY_INDEX": "7", "AWS_REGION": "us-east-1"})
+    'aws-batch-us-east-1-0007'
+    >>> worker_location({"FLY_REGION": "iad", "FLY_MACHINE_ID": "e784"})
+    'fly-iad-e784'
+    """
+    env = os.environ if environ is None else environ
+    host = env.get("HOSTNAME") or socket.gethostname()
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if env.get("AWS_BATCH_JOB_ARRAY_INDEX") is not None:
+        index = int(env["AWS_BATCH_JOB_ARRAY_INDEX"])
+        return "-".join(p for p in ("aws-batch", region, f"{index:04d}") if p)
+    if env.get("ECS_CONTAINER_METADATA_URI_V4") or env.get("ECS_CONTAINER_METADATA_URI"):
+        return "-".join(p for p in ("aws-ecs", region, host) if p)
+    if env.get("FLY_REGION"):
+        return f"fly-{env['FLY_REGION']}-{env.get('FLY_MACHINE_ID') or host}"
+    return host
+
+
+class ScytheWorkerConfig(BaseSettings):
+    """How a ``scythe worker`` runs, from ``SCYTHE_WORKER_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="SCYTHE_WORKER_", env_ignore_empty=True)
+
+    NAME: str | None = Field(
+        default=None,
+        description="Worker name shown in Hatchet; unset for scythe-<role>-<where it runs>.",
+    )
+    SLOTS: int | None = Field(
+        default=None,
+        ge=1,
+        description="Leaves this worker runs at once (default slots); unset for os.cpu_count().",
+    )
+    DURABLE_SLOTS: int = Field(
+        default=DEFAULT_DURABLE_SLOTS,
+        ge=1,
+        description="Scatter/gather nodes this worker holds at once (durable slots, mostly waiting).",
+    )
+    HIGH_MEMORY: bool = Field(default=False, description="Advertise the high_memory label.")
+    HIGH_CPU: bool = Field(default=False, description="Advertise the high_cpu label.")
+    HAS_GPU: bool = Field(default=False, description="Advertise the has_gpu label.")
+    DOES_FAN: bool = Field(default=True, description="Serve the scatter/gather (fan) task.")
+    DOES_LEAF: bool = Field(default=True, description="Serve the experiments' leaf tasks.")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The capability labels this worker advertises (only those switched on)."""
+        # The keys are the values of scythe.worker.ScytheWorkerLabel.
+        flags = {
+            "high_memory": self.HIGH_MEMORY,
+            "high_cpu": self.HIGH_CPU,
+            "has_gpu": self.HAS_GPU,
+        }
+        return {label: LABEL_ON for label, on in flags.items() if on}
+
+    @property
+    def role(self) -> str:
+        return "-".join(r for r, on in (("fan", self.DOES_FAN), ("leaf", self.DOES_LEAF)) if on)
+
+    @property
+    def computed_slots(self) -> int:
+        return self.SLOTS or os.cpu_count() or 1
+
+    @property
+    def computed_name(self) -> str:
+        return self.NAME or f"scythe-{self.role or 'idle'}-{worker_location()}"
+
+
+register_settings_class(ScytheWorkerConfig)
+
+
+def worker_config() -> ScytheWorkerConfig:
+    """Read the ``SCYTHE_WORKER_*`` variables now (a bad value raises ``SettingsError``)."""
+    return _read_settings(ScytheWorkerConfig)
 
 
 # --------------------------------------------------------------------------- experiments

@@ -48,7 +48,7 @@ def moto_server() -> Iterator[str]:
     The server runs in its own process: deltalake may hold the GIL while it
     waits on HTTP, which would starve a server thread in the test process.
     """
-    port = int(os.environ.get("SCYTHE_TEST_MOTO_PORT") or _free_port())
+    port = int(os.environ.get("TEST_MOTO_PORT") or _free_port())
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ACCESS_KEY_ID", "testing")
         env.setenv("AWS_SECRET_ACCESS_KEY", "testing")

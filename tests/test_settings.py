@@ -39,6 +39,10 @@ def test_defaults() -> None:
         "EXECUTION": timedelta(hours=1),
         "SCHEDULE": timedelta(days=1),
         "WAIT": None,
+        "EXPERIMENT_EXECUTION": None,
+        "EXPERIMENT_SCHEDULE": None,
+        "SCATTER_GATHER_EXECUTION": None,
+        "SCATTER_GATHER_SCHEDULE": None,
     }
     assert scythe.ENGINE == "local"
     assert scythe.SLOTS is None
@@ -69,7 +73,7 @@ def test_environment_overrides_every_kind_of_setting(monkeypatch: pytest.MonkeyP
     assert scythe_settings().ENGINE == "hatchet"
     assert scythe_settings().SLOTS == 3
     assert scythe_settings().CACHE_DIR.relative_to(Path.home()) == Path("scythe-cache")
-    assert timeout_settings().model_dump() == {
+    assert timeout_settings().model_dump(include={"EXECUTION", "SCHEDULE", "WAIT"}) == {
         "EXECUTION": timedelta(seconds=90),
         "SCHEDULE": timedelta(days=2),
         "WAIT": timedelta(minutes=30),
@@ -146,3 +150,47 @@ def test_reference_documents_every_setting() -> None:
     assert reference["SCYTHE_TIMEOUT_EXECUTION"][1:3] == ("timedelta", "1:00:00")
     assert reference["SCYTHE_SLOTS"][1:3] == ("int | None", "None")
     assert "platformdirs" in reference["SCYTHE_CACHE_DIR"][2]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("10m", 600), ("2h", 7200), ("30s", 30), ("1h30m", 5400), ("PT2H", 7200)],
+)
+def test_durations_are_read_in_every_form(monkeypatch, text, seconds):
+    monkeypatch.setenv("SCYTHE_TIMEOUT_EXPERIMENT_EXECUTION", text)
+    monkeypatch.setenv("SCYTHE_TIMEOUT_SCATTER_GATHER_SCHEDULE", text)
+    timeouts = timeout_settings()
+    assert timeouts.experiment_execution.total_seconds() == seconds
+    assert timeouts.scatter_gather_schedule.total_seconds() == seconds
+
+
+def test_the_upstream_timeout_names_reach_experiments(monkeypatch):
+    from datetime import timedelta as td
+
+    from scythe.registry import ExperimentOptions
+
+    monkeypatch.setenv("SCYTHE_TIMEOUT_EXPERIMENT_EXECUTION", "10m")
+    monkeypatch.setenv("SCYTHE_TIMEOUT_EXPERIMENT_SCHEDULE", "2h")
+    options = ExperimentOptions()
+    assert options.resolved_execution_timeout() == td(minutes=10)
+    assert options.resolved_schedule_timeout() == td(hours=2)
+    assert ExperimentOptions(execution_timeout=td(seconds=5)).resolved_execution_timeout() == td(
+        seconds=5
+    )
+
+
+def test_two_names_of_one_timeout_must_agree(monkeypatch):
+    monkeypatch.setenv("SCYTHE_TIMEOUT_EXECUTION", "2h")
+    monkeypatch.setenv("SCYTHE_TIMEOUT_EXPERIMENT_EXECUTION", "10m")
+    with pytest.raises(SettingsError, match="name the same timeout: set one of them"):
+        timeout_settings()
+    monkeypatch.setenv("SCYTHE_TIMEOUT_EXPERIMENT_EXECUTION", "PT2H")
+    assert timeout_settings().experiment_execution.total_seconds() == 7200
+
+
+def test_an_unknown_scythe_variable_is_a_warning_naming_the_closest_setting(monkeypatch):
+    from scythe.settings import UnknownSettingWarning
+
+    monkeypatch.setenv("SCYTHE_STORAGE_URL", "s3://bucket")
+    with pytest.warns(UnknownSettingWarning, match="SCYTHE_STORAGE_URL .*SCYTHE_STORAGE_URI"):
+        storage_settings()

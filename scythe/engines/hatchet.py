@@ -404,14 +404,16 @@ def scatter_gather_task() -> Standalone[ScatterGatherInput, ScatterGatherResult]
     global _fan_task
     with _lock:
         if _fan_task is None:
+            timeouts = timeout_settings()
             _fan_task = hatchet_client().durable_task(
                 name=SCATTER_GATHER_TASK,
                 description="A node of a Scythe scatter/gather tree: fan out, or run a terminal "
                 "node's leaves; gather; the root commits the run's tables.",
                 input_validator=ScatterGatherInput,
                 retries=FAN_RETRIES,
-                execution_timeout=scythe_settings().HATCHET_FAN_TIMEOUT,
-                schedule_timeout=timeout_settings().SCHEDULE,
+                execution_timeout=timeouts.SCATTER_GATHER_EXECUTION
+                or scythe_settings().HATCHET_FAN_TIMEOUT,
+                schedule_timeout=timeouts.scatter_gather_schedule,
             )(run_scatter_gather)
         return _fan_task
 
