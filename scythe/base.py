@@ -7,10 +7,15 @@ compiles spec classes into table schemas.
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar, Union
+from urllib.parse import unquote, urlparse
 
 from pydantic import (
     AnyUrl,
@@ -25,7 +30,28 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from scythe.errors import SpecValidationError
+from scythe.errors import SpecNotRunningError, SpecValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_logger = logging.getLogger("scythe.experiment")
+
+
+@dataclass(frozen=True)
+class SpecScope:
+    """Where a spec is running: set by the leaf middleware around the user's function.
+
+    ``prefix`` is the run's folder (a path, or an S3 key under the bucket),
+    ``log`` sends a line to the engine's log, ``fetch`` downloads a URI to a path.
+    """
+
+    prefix: str
+    log: Callable[[str], None]
+    fetch: Callable[[str, Path, bool], Path]
+
+
+SPEC_SCOPE: ContextVar[SpecScope | None] = ContextVar("scythe_spec_scope", default=None)
 
 
 class FileReferenceMarker:
@@ -144,6 +170,69 @@ class ExperimentInputSpec(BaseSpec):
         """
         return {}
 
+    # ------------------------------------------------------------------ scythe-engine 1.x helpers
+
+    def make_multiindex(
+        self,
+        additional_index_data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        n_rows: int = 1,
+        include_sort_subindex: bool = True,
+        additional_excludes: frozenset[str] = frozenset(),
+    ) -> pd.MultiIndex:
+        """A pandas ``MultiIndex`` of this spec's index values, repeated for ``n_rows`` rows.
+
+        Levels: the index fields (base fields first, then the spec's own, then
+        computed features), then ``additional_index_data`` (one mapping for
+        every row, or one per row), then ``sort_subindex`` = 0..n-1 when
+        ``include_sort_subindex`` and ``n_rows > 1``. Use it as the index of a
+        frame in ``ExperimentOutputSpec.dataframes``.
+
+        >>> class Wall(ExperimentInputSpec):
+        ...     r_value: float
+        >>> index = Wall(r_value=2.0, sort_index=3).make_multiindex(n_rows=2)
+        >>> list(index.names[1:]), index.get_level_values("sort_subindex").tolist()
+        (['sort_index', 'workflow_run_id', 'root_workflow_run_id', 'r_value', 'sort_subindex'], [0, 1])
+        """
+        import pandas as pd
+
+        rows = _index_rows(self, additional_index_data, n_rows, additional_excludes)
+        frame = pd.DataFrame(rows)
+        if include_sort_subindex and n_rows > 1:
+            frame["sort_subindex"] = range(n_rows)
+        return pd.MultiIndex.from_frame(frame)
+
+    def log(self, msg: str) -> None:
+        """Log ``msg`` for this spec: to the engine's log while running, else to ``logging``."""
+        scope = SPEC_SCOPE.get()
+        if scope is not None:
+            scope.log(msg)
+        else:
+            _logger.info(msg)
+
+    @property
+    def prefix(self) -> str:
+        """The run's folder while the spec runs: a local path, or the S3 key under the bucket."""
+        return _running_scope("prefix").prefix
+
+    def local_path(self, pth: AnyUrl | str) -> Path:
+        """Where :meth:`fetch_uri` keeps ``pth``: the cache (``SCYTHE_CACHE_DIR``), by run and URI."""
+        from scythe.settings import scythe_settings
+
+        parsed = urlparse(str(pth))
+        path = unquote(parsed.path).lstrip("/")
+        if not path:
+            raise SpecValidationError(f"URI {str(pth)!r} has no path to store it under")
+        return (
+            Path(scythe_settings().CACHE_DIR)
+            / self.experiment_id
+            / (parsed.netloc or "local")
+            / path
+        )
+
+    def fetch_uri(self, uri: AnyUrl | str, use_cache: bool = True) -> Path:
+        """Download ``uri`` (``s3://``, ``http(s)://``, ``file://``) to :meth:`local_path`; return it."""
+        return _running_scope("fetch_uri").fetch(str(uri), self.local_path(uri), use_cache)
+
 
 class ExperimentOutputSpec(BaseSpec):
     """Outputs of one simulation. Subclass it and declare one field per output.
@@ -171,6 +260,49 @@ class ExperimentOutputSpec(BaseSpec):
 
 
 SpecT = TypeVar("SpecT", bound=BaseSpec)
+
+
+def _running_scope(what: str) -> SpecScope:
+    scope = SPEC_SCOPE.get()
+    if scope is None:
+        raise SpecNotRunningError(
+            f"spec.{what} is known only while the spec runs in a run; outside one, use "
+            "scythe.utils.filesys.fetch_uri(uri, local_path) to download a file"
+        )
+    return scope
+
+
+def _index_rows(
+    spec: ExperimentInputSpec,
+    additional: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+    n_rows: int,
+    excludes: frozenset[str],
+) -> list[dict[str, Any]]:
+    """One dict of index values per row: fields that fit an index, computed features, extras."""
+    base: dict[str, Any] = {}
+    for name, value in spec.model_dump(mode="json", exclude=set(excludes)).items():
+        if not isinstance(value, list | dict):  # lists, dicts, models stay out of the index
+            base[name] = value
+    for key, value in spec.computed_features.items():
+        if key in base:
+            raise SpecValidationError(f"computed feature {key!r} has the name of a field")
+        base[key] = value
+    if isinstance(additional, Sequence) and not isinstance(additional, str):
+        if len(additional) != n_rows:
+            raise SpecValidationError(
+                f"additional_index_data has {len(additional)} rows, n_rows is {n_rows}"
+            )
+        extras = [dict(row) for row in additional]
+    else:
+        extras = [dict(additional or {})] * n_rows
+    rows = []
+    for extra in extras:
+        clash = sorted(extra.keys() & base.keys())
+        if clash:
+            raise SpecValidationError(f"additional_index_data keys {clash} are index fields")
+        rows.append({**base, **extra})
+    json.dumps(rows)  # upstream's rule: index values are plain JSON
+    return rows
 
 
 def _field_location(loc: tuple[Any, ...]) -> str:

@@ -79,6 +79,10 @@ class FileReferenceError(SpecValidationError):
     """A value given for a ``FileReference`` field is not a URI or a path."""
 
 
+class SpecNotRunningError(ScytheError, LookupError):
+    """A spec method that needs its run (``prefix``, ``fetch_uri``) was called outside of one."""
+
+
 class SchemaCompileError(ScytheError, TypeError):
     """A spec class cannot be compiled to a table schema."""
 
@@ -178,6 +182,19 @@ class RunNotFoundError(ScytheError, LookupError):
 
 class LeafError(ScytheError):
     """A leaf's function returned something other than its output spec."""
+
+
+class SpecFailedError(LeafError):
+    """The spec of a one-off run failed: ``error_type`` and ``message`` are its failures row's."""
+
+    def __init__(self, message: str, *, error_type: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.attempts = attempts
+
+
+class UnsupportedOptionError(ScytheError, ValueError):
+    """An option scythe-engine 1.x accepted that Scythe does not support (the message says why)."""
 
 
 class LeafAttemptError(LeafError):

@@ -10,6 +10,7 @@ escapes to stop the rest of the batch.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -23,12 +24,20 @@ from urllib.parse import unquote, urlparse
 
 import polars as pl
 
-from scythe.base import ExperimentInputSpec, ExperimentOutputSpec, file_reference_uri
+from scythe.base import (
+    SPEC_SCOPE,
+    ExperimentInputSpec,
+    ExperimentOutputSpec,
+    SpecScope,
+    file_reference_uri,
+)
 from scythe.errors import LeafError
 from scythe.layout import RunLayout
 from scythe.registry import ExperimentRunnable
 from scythe.schema import PLAIN_TYPES, SORT_SUBINDEX, ExperimentSchema, cell
 from scythe.storage import Store, open_store
+
+_logger = logging.getLogger("scythe.experiment")
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class LeafContext:
     cache_dir: Path
     workflow_run_id: str | None = None
     root_workflow_run_id: str | None = None
+    log: Callable[[str], None] | None = None  # the engine's log for the running leaf
 
 
 @dataclass
@@ -109,22 +119,33 @@ def fetch_file(reference: Any, cache_dir: Path) -> Path:
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         return Path(unquote(parsed.path))
-    if parsed.scheme not in ("s3", "http", "https"):
-        raise LeafError(f"cannot fetch {uri!r}: unsupported scheme {parsed.scheme!r}")
     name = Path(unquote(parsed.path)).name or "file"
-    target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:24] / name
-    if target.exists():
+    return download(uri, cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:24] / name)
+
+
+def download(uri: str, target: Path, *, use_cache: bool = True) -> Path:
+    """Copy the file at ``uri`` (``s3://``, ``http(s)://``, ``file://``) to ``target``; return it.
+
+    With ``use_cache`` an existing ``target`` is kept. The file appears whole or
+    not at all, so concurrent leaves never read half of one.
+    """
+    if use_cache and target.exists():
         return target
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("s3", "http", "https", "file"):
+        raise LeafError(f"cannot fetch {uri!r}: unsupported scheme {parsed.scheme!r}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{name}.{os.getpid()}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     if parsed.scheme == "s3":
         open_store(f"s3://{parsed.netloc}/").download_file(
             unquote(parsed.path).lstrip("/"), partial
         )
+    elif parsed.scheme == "file":
+        shutil.copyfile(unquote(parsed.path), partial)
     else:
         with urllib.request.urlopen(uri, timeout=60) as response, open(partial, "wb") as out:
             shutil.copyfileobj(response, out)
-    os.replace(partial, target)  # atomic: concurrent leaves never read half a file
+    os.replace(partial, target)
     return target
 
 
@@ -186,17 +207,53 @@ def call_once(
     ctx: LeafContext,
 ) -> LeafResult:
     """Run the function once on ``spec``; raise whatever goes wrong."""
-    local_spec = (
-        localize_inputs(spec, schema.input_file_fields, ctx.cache_dir)
-        if schema.input_file_fields
-        else spec
-    )
-    if experiment.wants_tempdir:
-        with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
-            output = experiment.call(local_spec, Path(tmp))
-            return _result(experiment, schema, spec, output, ctx)
-    output = experiment.call(local_spec, None)
-    return _result(experiment, schema, spec, output, ctx)
+    options = experiment.options
+    fields = schema.input_file_fields
+    local_spec = _spec_for_call(spec, experiment)
+    if fields and options.auto_fetch_files:
+        local_spec = localize_inputs(local_spec, fields, ctx.cache_dir)
+    token = SPEC_SCOPE.set(spec_scope(ctx, spec))
+    try:
+        if experiment.wants_tempdir:
+            with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
+                if options.copy_files_to_tempdir:
+                    local_spec = copy_inputs(local_spec, fields, Path(tmp))
+                output = experiment.call(local_spec, Path(tmp))
+                return _result(experiment, schema, spec, output, ctx)
+        output = experiment.call(local_spec, None)
+        return _result(experiment, schema, spec, output, ctx)
+    finally:
+        SPEC_SCOPE.reset(token)
+
+
+def copy_inputs(
+    spec: ExperimentInputSpec, fields: tuple[str, ...], tempdir: Path
+) -> ExperimentInputSpec:
+    """A copy of ``spec`` whose local file inputs are copies in ``tempdir`` named ``<field><suffix>``."""
+    updates = {}
+    for name in fields:
+        value = getattr(spec, name)
+        if isinstance(value, Path):
+            updates[name] = Path(shutil.copyfile(value, tempdir / f"{name}{value.suffix}"))
+    return spec.model_copy(update=updates) if updates else spec
+
+
+def spec_scope(ctx: LeafContext, spec: ExperimentInputSpec) -> SpecScope:
+    """What ``spec.prefix``, ``spec.log`` and ``spec.fetch_uri`` reach while ``spec`` runs."""
+    uri = ctx.store.uri(ctx.layout.run_id)
+    if uri.startswith("s3://"):
+        uri = uri.split("/", 3)[3]  # the key under the bucket, as scythe-engine 1.x gave it
+    label = f"[{ctx.layout.run_id} spec {spec.sort_index}]"
+
+    def log(msg: str) -> None:
+        _logger.info("%s %s", label, msg)
+        if ctx.log is not None:
+            ctx.log(msg)
+
+    def fetch(source: str, target: Path, use_cache: bool) -> Path:
+        return download(source, target, use_cache=use_cache)
+
+    return SpecScope(prefix=uri, log=log, fetch=fetch)
 
 
 def _result(
@@ -256,6 +313,15 @@ def _set_run_ids(spec: ExperimentInputSpec, ctx: LeafContext) -> None:
     # Plain field writes (str | None, no validators): skip pydantic's slower __setattr__.
     spec.__dict__["workflow_run_id"] = ctx.workflow_run_id
     spec.__dict__["root_workflow_run_id"] = ctx.root_workflow_run_id
+
+
+def _spec_for_call(
+    spec: ExperimentInputSpec, experiment: ExperimentRunnable
+) -> ExperimentInputSpec:
+    """The spec the function sees: without engine run ids unless ``inject_workflow_run_id``."""
+    if experiment.options.inject_workflow_run_id:
+        return spec
+    return spec.model_copy(update={"workflow_run_id": None, "root_workflow_run_id": None})
 
 
 def run_leaf(

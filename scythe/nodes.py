@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,7 +107,11 @@ def stored_result(run: RunHandle, node: str) -> ScatterGatherResult | None:
 
 
 def leaf_context(
-    run: RunHandle, *, workflow_run_id: str | None = None, root_workflow_run_id: str | None = None
+    run: RunHandle,
+    *,
+    workflow_run_id: str | None = None,
+    root_workflow_run_id: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> LeafContext:
     from scythe.settings import scythe_settings
 
@@ -117,6 +121,7 @@ def leaf_context(
         cache_dir=Path(scythe_settings().CACHE_DIR),
         workflow_run_id=workflow_run_id,
         root_workflow_run_id=root_workflow_run_id,
+        log=log,
     )
 
 

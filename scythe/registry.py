@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from scythe.base import ExperimentInputSpec, ExperimentOutputSpec
 from scythe.errors import (
@@ -48,6 +48,9 @@ class ExperimentOptions:
     schedule_timeout: timedelta | None = None
     desired_worker_labels: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
+    auto_fetch_files: bool = True
+    copy_files_to_tempdir: bool = False
+    inject_workflow_run_id: bool = True
 
     def resolved_execution_timeout(self) -> timedelta:
         """The execution timeout, falling back to ``SCYTHE_TIMEOUT_EXECUTION`` (1 hour)."""
@@ -63,6 +66,55 @@ class ExperimentOptions:
         from scythe.settings import timeout_settings
 
         return timeout_settings().experiment_schedule
+
+
+def _duration(option: str, value: timedelta | str | None) -> timedelta | None:
+    """A timeout given to ``Register()``: a ``timedelta``, or a duration such as ``"30m"``."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    from scythe.settings import parse_duration
+
+    seconds = parse_duration(value)
+    if not isinstance(seconds, float) or seconds <= 0:
+        raise ExperimentOptionsError(
+            f"{option}={value!r} is not a duration: use a timedelta, seconds, or a string "
+            "such as '30s', '10m', '2h' or '1h30m'"
+        )
+    return timedelta(seconds=seconds)
+
+
+# Hatchet task options Scythe sets itself from Register()'s own arguments.
+_OWN_TASK_OPTIONS = frozenset(
+    {
+        "name",
+        "description",
+        "input_validator",
+        "retries",
+        "execution_timeout",
+        "schedule_timeout",
+        "desired_worker_labels",
+    }
+)
+
+
+def _check_task_options(options: dict[str, Any]) -> None:
+    """Refuse options that are not Hatchet task options, instead of dropping or forwarding them."""
+    if not options:
+        return
+    clashing = sorted(_OWN_TASK_OPTIONS & options.keys())
+    if clashing:
+        raise ExperimentOptionsError(
+            f"task options {clashing} are set by Scythe; use Register()'s own arguments for them"
+        )
+    from hatchet_sdk import Hatchet
+
+    accepted = set(inspect.signature(Hatchet.task).parameters) - {"self"}
+    unknown = sorted(options.keys() - accepted)
+    if unknown:
+        raise ExperimentOptionsError(
+            f"Register() options {unknown} are neither Scythe's nor Hatchet task options "
+            f"(Hatchet's: {sorted(accepted - _OWN_TASK_OPTIONS)})"
+        )
 
 
 def load_runnable(module: str, qualname: str) -> ExperimentRunnable:
@@ -226,25 +278,61 @@ class ExperimentRegistry:
         *,
         description: str | None = None,
         retries: int = 0,
-        execution_timeout: timedelta | None = None,
-        schedule_timeout: timedelta | None = None,
+        execution_timeout: timedelta | str | None = None,
+        schedule_timeout: timedelta | str | None = None,
         desired_worker_labels: dict[str, Any] | None = None,
+        auto_fetch_files: bool = True,
+        local_file_location: Literal["cache", "copied-to-tempdir"] = "cache",
+        inject_workflow_run_id: bool = True,
+        overwrite_log_method: bool = True,
+        worker: Any = None,
         **task_options: Any,
     ) -> Callable[[Callable[..., Any]], ExperimentRunnable]:
         """Decorator: register a function ``(spec: In, tempdir: Path) -> Out`` as an experiment.
 
         ``retries`` re-runs a failing leaf that many more times; ``execution_timeout``
-        bounds one leaf (default ``SCYTHE_TIMEOUT_EXECUTION``, 1 hour). Other keyword
-        options pass through to the distributed engine's task.
+        bounds one attempt (a ``timedelta`` or a duration such as ``"30m"``; default
+        ``SCYTHE_TIMEOUT_EXECUTION``, 1 hour). ``auto_fetch_files`` downloads remote
+        ``FileReference`` inputs before the call (to the cache, or also copied into
+        the tempdir with ``local_file_location="copied-to-tempdir"``);
+        ``inject_workflow_run_id`` sets the spec's ``workflow_run_id`` for the call;
+        ``overwrite_log_method`` is accepted for scythe-engine 1.x code (``spec.log``
+        always reaches the engine's log). Other keyword options are Hatchet task
+        options (``concurrency``, ``rate_limits``, ...), checked against
+        ``hatchet_sdk``'s ``Hatchet.task`` when given.
+
+        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec
+        >>> class In(ExperimentInputSpec):
+        ...     x: float
+        >>> class Out(ExperimentOutputSpec):
+        ...     y: float
+        >>> ExperimentRegistry.Register(worker=object())
+        Traceback (most recent call last):
+        ...
+        scythe.errors.ExperimentOptionsError: Register(worker=...) is not supported: ...
         """
         if retries < 0:
             raise ExperimentOptionsError(f"retries must be >= 0, got {retries}")
+        if worker is not None:
+            raise ExperimentOptionsError(
+                "Register(worker=...) is not supported: a worker serves every registered "
+                "experiment of the modules it imports; start one with `scythe worker "
+                "--experiments module` or ScytheWorkerConfig().start()"
+            )
+        if local_file_location not in ("cache", "copied-to-tempdir"):
+            raise ExperimentOptionsError(
+                f"local_file_location={local_file_location!r}: use 'cache' or 'copied-to-tempdir'"
+            )
+        _check_task_options(task_options)
         options = ExperimentOptions(
             retries=retries,
-            execution_timeout=execution_timeout,
-            schedule_timeout=schedule_timeout,
+            execution_timeout=_duration("execution_timeout", execution_timeout),
+            schedule_timeout=_duration("schedule_timeout", schedule_timeout),
             desired_worker_labels=dict(desired_worker_labels or {}),
             task_options=task_options,
+            auto_fetch_files=auto_fetch_files,
+            copy_files_to_tempdir=local_file_location == "copied-to-tempdir",
+            inject_workflow_run_id=inject_workflow_run_id,
         )
 
         def decorate(fn: Callable[..., Any]) -> ExperimentRunnable:
@@ -252,6 +340,11 @@ class ExperimentRegistry:
             caller = sys._getframe(1)
             localns = dict(caller.f_locals) if caller.f_code.co_name != "<module>" else None
             input_parameter, input_spec, output_spec, wants_tempdir = inspect_signature(fn, localns)
+            if options.copy_files_to_tempdir and options.auto_fetch_files and not wants_tempdir:
+                raise ExperimentOptionsError(
+                    f"{_describe(fn)}: local_file_location='copied-to-tempdir' copies file "
+                    "inputs into the tempdir, so the function must take `tempdir: Path`"
+                )
             runnable = ExperimentRunnable(
                 fn,
                 name=name or fn.__name__,
@@ -313,6 +406,18 @@ class ExperimentRegistry:
             raise ExperimentNotFoundError(
                 f"no experiment named {name!r} is registered (registered: {known})"
             ) from None
+
+    @classmethod
+    def get_runnable(cls, name: str) -> Any:
+        """The registered experiment, or else the included Hatchet workflow, called ``name``."""
+        if name in cls._experiments or name not in cls._workflows:
+            return cls.get(name)
+        return cls._workflows[name]
+
+    @classmethod
+    def experiments(cls) -> list[ExperimentRunnable]:
+        """Every registered experiment (not the included workflows), by name."""
+        return [cls._experiments[name] for name in sorted(cls._experiments)]
 
     @classmethod
     def names(cls) -> list[str]:

@@ -81,20 +81,6 @@ LEAF_READ_THREADS = 16
 ROOT_RUN_KEY = "root_workflow_run_id"
 WAIT_STEP_SECONDS = 0.5
 
-# Options Scythe sets on the leaf task itself; the rest of Register(**task_options) passes through.
-_OWN_TASK_OPTIONS = frozenset(
-    {
-        "name",
-        "description",
-        "input_validator",
-        "retries",
-        "execution_timeout",
-        "schedule_timeout",
-        "desired_worker_labels",
-    }
-)
-
-
 # --------------------------------------------------------------------------- the client
 
 _lock = threading.RLock()
@@ -320,12 +306,6 @@ def hatchet_task_for(runnable: ExperimentRunnable) -> Standalone[Any, LeafOutput
 def _build_leaf_task(runnable: ExperimentRunnable) -> Standalone[Any, LeafOutput]:
     options = runnable.options
     extra = dict(options.task_options)
-    clashing = sorted(_OWN_TASK_OPTIONS & extra.keys())
-    if clashing:
-        raise ExperimentOptionsError(
-            f"experiment {runnable.name!r}: task options {clashing} are set by Scythe; "
-            "use Register()'s own arguments for them"
-        )
     decorate = hatchet_client().task
     try:
         return decorate(
@@ -381,7 +361,9 @@ def run_leaf_task(inp: LeafInput, ctx: Context) -> LeafOutput:
     """
     run = load_run(inp.run.storage_uri, inp.run.run_id, inp.run.experiment, inp.run.experiment_ref)
     root_id = str(ctx.additional_metadata.get(ROOT_RUN_KEY) or "") or None
-    leaf_ctx = leaf_context(run, workflow_run_id=ctx.workflow_run_id, root_workflow_run_id=root_id)
+    leaf_ctx = leaf_context(
+        run, workflow_run_id=ctx.workflow_run_id, root_workflow_run_id=root_id, log=ctx.log
+    )
     result = run_leaf(
         run.experiment, run.schema, inp.spec, leaf_ctx, tries=1, first_attempt=ctx.attempt_number
     )
