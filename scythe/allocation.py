@@ -160,6 +160,8 @@ class AllocationPlan:
     features: dict[str, type]
     recursion_map: RecursionMap
     artifacts: InputArtifacts
+    single: dict[str, Any] | None = None
+    """The spec (as JSON data) of a one-off run: one spec allocated on its own, no tree."""
 
     @property
     def n_specs(self) -> int:
@@ -177,11 +179,13 @@ def plan_allocation(
     recursion_map: RecursionMap | None = None,
     overwrite_sort_index: bool = True,
     parallelism: int = 1,
+    single: bool = False,
 ) -> AllocationPlan:
     """Validate ``specs``, compile the schema, plan the tree and list the files to upload.
 
     Pure: no storage, no engine. Every invalid spec is reported in one
     ``SpecValidationError``; the caller's spec objects are never modified.
+    ``single`` plans a one-off run of one spec: one node, no tree.
     """
     parsed = parse_specs(experiment.input_spec, specs)
     if not parsed:
@@ -196,10 +200,17 @@ def plan_allocation(
     check_specs_frame(frame, schema)
     max_node = MAX_TERMINAL_SPECS if schema.dataframes else MAX_TERMINAL_SPECS_SCALAR_ONLY
     rmap = recursion_map or default_recursion_map(len(parsed), parallelism, max_node=max_node)
+    document = None
+    if single:
+        rmap = RecursionMap(factor=1, max_depth=0)
+        document = parsed[0].model_dump(
+            mode="json", exclude={"workflow_run_id", "root_workflow_run_id"}
+        )
+        document["sort_index"] = sort_index[0]
     if rmap.path:
         raise RecursionMapError(f"recursion_map.path must be empty at allocation, got {rmap.path}")
     artifacts = scan_artifacts(parsed, schema.input_file_fields)
-    return AllocationPlan(experiment, schema, frame, features, rmap, artifacts)
+    return AllocationPlan(experiment, schema, frame, features, rmap, artifacts, document)
 
 
 def _sort_index(specs: Sequence[ExperimentInputSpec], *, overwrite: bool) -> list[int]:
@@ -228,11 +239,19 @@ def _sort_index(specs: Sequence[ExperimentInputSpec], *, overwrite: bool) -> lis
 def write_run(
     store: Store, plan: AllocationPlan, *, name: str, version: SemVer, engine: str
 ) -> RunManifest:
-    """Claim a fresh folder for the run and write everything the plan holds; return its manifest."""
+    """Claim a fresh folder for the run and write everything the plan holds; return its manifest.
+
+    A plan of one spec allocated on its own (``plan.single``) also gets
+    ``workflow_spec.yml``, the spec as YAML.
+    """
     manifest = claim_run_folder(store, plan, name=name, version=version, engine=engine)
     layout = RunLayout(manifest.run_id)
     uploaded = upload_artifacts(store, layout, plan.artifacts)
     frame = _with_run_values(plan, manifest.run_id, uploaded)
+    if plan.single is not None:
+        files = {name: frame.get_column(name)[0] for name in plan.schema.input_file_fields}
+        document = {**plan.single, **files, "experiment_id": manifest.run_id}
+        store.put_bytes(layout.workflow_spec, dump_yaml(document))
     _write_tables(store, layout, plan.schema, frame.sort("sort_index"), plan.recursion_map)
     experiment = plan.experiment
     store.put_bytes(
@@ -267,6 +286,7 @@ def claim_run_folder(
             output_spec=_class_reference(experiment.output_spec),
             spec_count=plan.n_specs,
             recursion_map=plan.recursion_map,
+            kind="single" if plan.single is not None else "batch",
             computed_features={k: v.__name__ for k, v in plan.features.items()},
         )
         if store.put_if_absent(RunLayout(run_id).manifest, manifest.to_yaml()):

@@ -21,23 +21,33 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
+
+from pydantic import BaseModel
 
 from scythe.allocation import AllocationPlan, default_recursion_map, plan_allocation, write_run
 from scythe.base import ExperimentInputSpec
 from scythe.engines import Engine, RunRef, get_engine
 from scythe.engines.local import LocalEngine
-from scythe.errors import ExperimentDefinitionError, ExperimentNameError, RunNotFoundError
+from scythe.errors import (
+    ExperimentDefinitionError,
+    ExperimentNameError,
+    RunNotFoundError,
+    SpecValidationError,
+    StorageURIError,
+    UnsupportedOptionError,
+)
 from scythe.layout import RunLayout, RunManifest, read_manifest, run_id_of, version_prefix
 from scythe.nodes import resolve_experiment
-from scythe.registry import ExperimentRunnable
-from scythe.results import Results, stored_table_schemas
-from scythe.scatter_gather import RecursionMap, ScatterGatherInput
+from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
+from scythe.results import Results, ResultTables, stored_table_schemas
+from scythe.scatter_gather import RecursionMap, RunSummary, ScatterGatherInput
 from scythe.schema import TableSchema
-from scythe.storage import Store, open_store, remember_store
+from scythe.settings import StorageSettings
+from scythe.storage import S3Store, Store, open_store, remember_store
 from scythe.versions import SemVer, VersionBump, resolve_version
 
 __all__ = [
@@ -45,8 +55,10 @@ __all__ = [
     "BaseExperiment",
     "ExperimentRun",
     "LocalEngine",
+    "ResultTables",
     "Results",
     "RunStatusCounts",
+    "SpecRunRef",
     "UnfinishedRunWarning",
     "VersionedExperiment",
     "default_recursion_map",
@@ -76,10 +88,21 @@ def _submit(engine: Engine, store: Store, manifest: RunManifest, *, wait: bool |
         n_specs=manifest.spec_count,
         recursion_map=manifest.recursion_map,
     )
-    ref = engine.submit(root)
+    ref = engine.submit_one(root) if manifest.kind == "single" else engine.submit(root)
     if wait if wait is not None else engine.waits_by_default():
         ref.result()
     return ref
+
+
+def _store_of(storage: str | Path | Store | None, settings: StorageSettings | None) -> Store:
+    if settings is not None and storage is not None:
+        raise StorageURIError("pass storage= or storage_settings=, not both")
+    if settings is not None:
+        store = open_store(settings.resolved_uri())
+        if isinstance(store, S3Store) and settings.ENDPOINT_URL:
+            store = S3Store(store.bucket, store.prefix, settings.ENDPOINT_URL, settings.REGION)
+        return remember_store(store)
+    return _as_store(storage)
 
 
 class BaseExperiment:
@@ -92,11 +115,20 @@ class BaseExperiment:
 
     def __init__(
         self,
-        runnable: ExperimentRunnable,
+        runnable: ExperimentRunnable | str,
         run_name: str | None = None,
         *,
         storage: str | Path | Store | None = None,
+        storage_settings: StorageSettings | None = None,
     ) -> None:
+        if isinstance(runnable, str):  # a registered name, as scythe-engine 1.x accepted
+            runnable = ExperimentRegistry.get_runnable(runnable)
+        if _is_hatchet_workflow(runnable):
+            raise ExperimentDefinitionError(
+                f"{runnable.name!r} is a Hatchet workflow: Scythe runs registered functions, whose "
+                "outputs it types and stores; register the workflow's work as a function with "
+                "@ExperimentRegistry.Register() (see docs/migrating.md)"
+            )
         if not isinstance(runnable, ExperimentRunnable):
             raise ExperimentDefinitionError(
                 f"runnable must be registered with @ExperimentRegistry.Register(), got {runnable!r}"
@@ -109,26 +141,38 @@ class BaseExperiment:
                 "pass run_name=... or register the function under another name"
             )
         self._storage = storage
+        self._storage_settings = storage_settings
         self._store: Store | None = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = _as_store(self._storage)
+            self._store = _store_of(self._storage, self._storage_settings)
         return self._store
+
+    @property
+    def base_id(self) -> str:
+        """The experiment's folder name in storage (``run_name``, else the registered name)."""
+        return self.name
+
+    @property
+    def prefix(self) -> str:
+        """Where the experiment's versions are stored (a path or an ``s3://`` URI)."""
+        return self.store.uri(self.name)
 
     def __repr__(self) -> str:
         return f"BaseExperiment({self.name!r}, runnable={self.runnable!r})"
 
     # ------------------------------------------------------------------ versions and runs
 
-    def list_versions(self) -> list[SemVer]:
-        """Versions with at least one run, oldest first."""
-        return sorted(
+    def list_versions(self) -> list[VersionedExperiment]:
+        """Versions with at least one run, oldest first (``.version`` is each one's ``SemVer``)."""
+        found = sorted(
             SemVer.parse(v) for v in self.store.list_children(self.name) if SemVer.is_version(v)
         )
+        return [VersionedExperiment(self, v) for v in found]
 
-    def latest_version(self) -> SemVer | None:
+    def latest_version(self) -> VersionedExperiment | None:
         versions = self.list_versions()
         return versions[-1] if versions else None
 
@@ -137,37 +181,101 @@ class BaseExperiment:
             self, version if isinstance(version, SemVer) else SemVer.parse(version)
         )
 
-    def latest_run(self) -> ExperimentRun | None:
-        latest = self.latest_version()
-        return self.version(latest).latest_run() if latest else None
+    def resolve_next_version(self, version: VersionBump | SemVer | str) -> SemVer:
+        """The version an allocation with ``version`` gets (v1.0.0 when none is stored yet)."""
+        return resolve_version([v.version for v in self.list_versions()], version)
 
-    def latest_results(self) -> Results:
-        run = self.latest_run()
-        if run is None:
+    @property
+    def latest_run(self) -> ExperimentRun:
+        """The newest run of the newest version; ``RunNotFoundError`` when there is none."""
+        latest = self.latest_version()
+        if latest is None:
             raise RunNotFoundError(f"experiment {self.name!r} has no runs in {self.store.uri()}")
-        return run.results()
+        return latest.latest_run
+
+    @property
+    def latest_results(self) -> ResultTables:
+        """The tables of :attr:`latest_run`, by name (``.results()`` reads them validated)."""
+        return self.latest_run.list_results_files()
+
+    def latest_results_for_version(self, version: SemVer | str) -> ResultTables:
+        """The tables of the newest run of ``version``, by name."""
+        return self.version(version).latest_run_results
+
+    def check_spec_type(self, spec: Any) -> None:
+        """Raise ``SpecValidationError`` unless ``spec`` is an instance of the input spec."""
+        self.check_spec_types([spec])
+
+    def check_spec_types(self, specs: Sequence[Any]) -> None:
+        """Raise ``SpecValidationError`` naming every spec that is not of the input spec's type."""
+        expected = self.runnable.input_spec
+        problems = [
+            (i, "<spec>", type(s).__name__, f"is a {type(s).__name__}, not a {expected.__name__}")
+            for i, s in enumerate(specs)
+            if not isinstance(s, expected)
+        ]
+        if problems:
+            raise SpecValidationError.from_problems(
+                f"{len(problems)} spec(s) of the wrong type", problems
+            )
 
     # ------------------------------------------------------------------ allocation
 
+    @overload
+    def allocate(
+        self,
+        specs: ExperimentInputSpec,
+        version: VersionBump | SemVer | str = ...,
+        overwrite_sort_index: bool = ...,
+        overwrite_experiment_id: bool = ...,
+        recursion_map: RecursionMap | None = ...,
+        s3_client: Any = ...,
+        *,
+        engine: str | Engine | None = ...,
+        wait: bool | None = ...,
+    ) -> tuple[ExperimentRun, SpecRunRef]: ...
+
+    @overload
     def allocate(
         self,
         specs: Iterable[ExperimentInputSpec | dict[str, Any]],
+        version: VersionBump | SemVer | str = ...,
+        overwrite_sort_index: bool = ...,
+        overwrite_experiment_id: bool = ...,
+        recursion_map: RecursionMap | None = ...,
+        s3_client: Any = ...,
         *,
-        version: VersionBump | SemVer | str = "bumpminor",
-        recursion_map: RecursionMap | None = None,
+        engine: str | Engine | None = ...,
+        wait: bool | None = ...,
+    ) -> tuple[ExperimentRun, RunRef]: ...
+
+    def allocate(
+        self,
+        specs: ExperimentInputSpec | Iterable[ExperimentInputSpec | dict[str, Any]],
+        version: VersionBump | SemVer | str = "bumpmajor",
         overwrite_sort_index: bool = True,
+        overwrite_experiment_id: bool = True,
+        recursion_map: RecursionMap | None = None,
+        s3_client: Any = None,
+        *,
         engine: str | Engine | None = None,
         wait: bool | None = None,
-    ) -> tuple[ExperimentRun, RunRef]:
-        """Validate ``specs``, store them, and submit the run's root node to an engine.
+    ) -> tuple[ExperimentRun, RunRef | SpecRunRef]:
+        """Validate ``specs``, store them, and submit the run to an engine.
 
-        Every invalid spec is reported in one ``SpecValidationError`` before
-        anything is written; the caller's spec objects are never modified.
-        ``version`` is a bump of the latest stored version (``bumpmajor``,
-        ``bumpminor``, ``bumppatch``, ``keep``) or an explicit ``vM.m.p``.
+        A sequence of specs runs as a scatter/gather tree; ``ref.result()``
+        returns the run's summary. One spec on its own is a versioned one-off
+        run (same folder, manifest and tables, plus ``workflow_spec.yml``; no
+        tree): ``ref.result()`` returns its output spec, or raises
+        ``SpecFailedError``. Every invalid spec is reported in one
+        ``SpecValidationError`` before anything is written; the caller's spec
+        objects are never modified. ``version`` is a bump of the latest stored
+        version (``bumpmajor`` by default, ``bumpminor``, ``bumppatch``,
+        ``keep``) or an explicit ``vM.m.p``; the first version is v1.0.0.
         Without ``recursion_map`` the tree is sized for the engine's
-        parallelism. ``wait`` blocks until the run ends (default: the
-        engine's choice: the local engine waits, Hatchet does not).
+        parallelism. ``s3_client`` is a boto3 client to reach S3 storage with.
+        ``wait`` blocks until the run ends (default: the engine's choice: the
+        local engine waits, Hatchet does not).
 
         >>> import tempfile
         >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
@@ -183,22 +291,79 @@ class BaseExperiment:
         ...                                version="bumpminor", engine=LocalEngine(slots=0))
         >>> ref.result().status, run.run_id.split("/")[:2]
         ('complete', ['doctest_allocate', 'v1.0.0'])
+        >>> run, ref = experiment.allocate(Wall(r_value=5.0), engine=LocalEngine(slots=0))
+        >>> ref.result().u_value, run.run_id.split("/")[1]
+        (0.2, 'v2.0.0')
         >>> ExperimentRegistry.unregister("doctest_allocate")
         """
+        if not overwrite_experiment_id:
+            raise UnsupportedOptionError(
+                "overwrite_experiment_id=False is not supported: every row of a run's tables "
+                "carries the run's id as experiment_id"
+            )
+        single = isinstance(specs, BaseModel)
         run_engine = get_engine(engine)
         plan = plan_allocation(
             self.runnable,
-            specs,
+            [specs] if single else specs,  # type: ignore[list-item]
             recursion_map=recursion_map,
             overwrite_sort_index=overwrite_sort_index,
             parallelism=run_engine.parallelism,
+            single=single,
         )
         run_engine.check(self.runnable)
-        semver = resolve_version(self.list_versions(), version)
-        store = self.store
+        semver = resolve_version([v.version for v in self.list_versions()], version)
+        store = self.store if s3_client is None else self._store_with_client(s3_client)
         manifest = write_run(store, plan, name=self.name, version=semver, engine=run_engine.name)
         run = ExperimentRun(manifest.run_id, store=store, experiment=self.runnable)
-        return run, _submit(run_engine, store, manifest, wait=wait)
+        ref = _submit(run_engine, store, manifest, wait=wait)
+        return (run, SpecRunRef(run, ref)) if single else (run, ref)
+
+    def _store_with_client(self, client: Any) -> Store:
+        store = self.store
+        if not isinstance(store, S3Store):
+            raise StorageURIError(
+                f"s3_client was given but runs are stored in {store.uri()}: point "
+                "SCYTHE_STORAGE_URI (or SCYTHE_STORAGE_BUCKET) at an S3 bucket"
+            )
+        return remember_store(store.with_client(client))
+
+
+class SpecRunRef:
+    """Handle on a one-off run of one spec: ``result()`` returns the spec's output.
+
+    The output is rebuilt from the run's tables (what was stored is what you
+    get back); a spec that failed raises ``SpecFailedError`` with its
+    failures row's error type and message.
+    """
+
+    def __init__(self, run: ExperimentRun, ref: RunRef) -> None:
+        self.run = run
+        self.run_id = run.run_id
+        self._ref = ref
+
+    @property
+    def workflow_run_id(self) -> str | None:
+        """The engine's id of the run (Hatchet's workflow run id; None on the local engine)."""
+        return getattr(self._ref, "workflow_run_id", None)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run and return its output spec."""
+        self._ref.result(timeout)
+        return self.run.results().output(self.run.experiment.output_spec)
+
+    def summary(self, timeout: float | None = None) -> RunSummary:
+        """Wait for the run and return its summary (status, counts, message)."""
+        return self._ref.result(timeout)
+
+    def done(self) -> bool:
+        return self._ref.done()
+
+    def cancel(self) -> None:
+        self._ref.cancel()
+
+    def __repr__(self) -> str:
+        return f"<SpecRunRef {self.run_id}>"
 
 
 class VersionedExperiment:
@@ -224,9 +389,29 @@ class VersionedExperiment:
             if store.exists(RunLayout(run_id).manifest)
         ]
 
-    def latest_run(self) -> ExperimentRun | None:
+    @property
+    def base_experiment(self) -> BaseExperiment:
+        return self.experiment
+
+    @property
+    def base_id(self) -> str:
+        """``<experiment>/<vM.m.p>``."""
+        return self.prefix
+
+    @property
+    def latest_run(self) -> ExperimentRun:
+        """The newest run of this version; ``RunNotFoundError`` when there is none."""
         runs = self.list_runs()
-        return runs[-1] if runs else None
+        if not runs:
+            raise RunNotFoundError(
+                f"version {self.prefix} has no runs in {self.experiment.store.uri()}"
+            )
+        return runs[-1]
+
+    @property
+    def latest_run_results(self) -> ResultTables:
+        """The tables of :attr:`latest_run`, by name."""
+        return self.latest_run.list_results_files()
 
     def __repr__(self) -> str:
         return f"VersionedExperiment({self.experiment.name!r}, {self.version})"
@@ -289,6 +474,12 @@ class ExperimentRun:
     @property
     def uri(self) -> str:
         return self.store.uri(self.run_id)
+
+    prefix = uri
+
+    def list_results_files(self) -> ResultTables:
+        """The run's result tables by name, as Delta table URIs (``.results()`` reads them)."""
+        return ResultTables(self.store, self.layout)
 
     def table_uri(self, name: str) -> str:
         """URI of a Delta table of the run (``specs`` or a result table), for deltalake or polars."""

@@ -49,6 +49,11 @@ class RunLayout:
         return f"{self.run_id}/table_schemas.yml"
 
     @property
+    def workflow_spec(self) -> str:
+        """The spec of a one-off (single-spec) run, as YAML."""
+        return f"{self.run_id}/workflow_spec.yml"
+
+    @property
     def input_artifacts(self) -> str:
         return f"{self.run_id}/input_artifacts.yml"
 
@@ -133,6 +138,9 @@ class RunManifest(BaseModel):
     output_spec: str
     spec_count: int
     recursion_map: RecursionMap
+    kind: Literal["batch", "single"] = Field(
+        default="batch", description="single: a one-off run of one spec, triggered directly"
+    )
     computed_features: dict[str, str] = Field(default_factory=dict)
     status: RunStatus = "allocated"
     done: int = 0

@@ -7,13 +7,14 @@ any process, and stay readable after the code has changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from scythe import tables
-from scythe.errors import TableNotFoundError
+from scythe.base import ExperimentOutputSpec
+from scythe.errors import SpecFailedError, TableNotFoundError
 from scythe.layout import RunLayout, load_yaml, read_manifest
 from scythe.schema import FAILURES, FILE_REFS, SCALARS, SPECS, TableSchema, tables_from_dict
 from scythe.storage import Store
@@ -96,8 +97,72 @@ class Results:
 
         return to_pandas(self.table(name), self.schema(name))
 
+    def output(
+        self, output_spec: type[ExperimentOutputSpec], sort_index: int = 0
+    ) -> ExperimentOutputSpec:
+        """The output of one spec rebuilt from the tables, as the function returned it.
+
+        Raises ``SpecFailedError`` (with the failures row's error type and
+        message) when that spec failed.
+        """
+        failed = self.failures.filter(pl.col("sort_index") == sort_index)
+        if failed.height:
+            row = failed.row(0, named=True)
+            raise SpecFailedError(
+                f"spec {sort_index} of run {self.run_id} failed after {row['attempts']} "
+                f"attempt(s): {row['error_type']}: {row['message']}",
+                error_type=row["error_type"],
+                attempts=row["attempts"],
+            )
+        values: dict[str, Any] = {"experiment_id": self.run_id}
+        for name in (SCALARS, FILE_REFS):
+            rows = self.table(name).filter(pl.col("sort_index") == sort_index)
+            if not rows.height:
+                raise TableNotFoundError(f"run {self.run_id} has no outputs of spec {sort_index}")
+            values.update({n: rows.get_column(n)[0] for n in self.schema(name).value_names})
+        for name in self.frame_outputs:
+            table = self.schema(name)
+            frame = self.table(name).filter(pl.col("sort_index") == sort_index)
+            values[name] = frame.select(table.value_names)
+        return output_spec.model_validate(values)
+
     def __repr__(self) -> str:
         return f"<Results of {self.run_id}: tables {sorted(self.schemas)}>"
+
+
+class ResultTables(Mapping[str, str]):
+    """A run's result tables by name, as Delta table URIs; ``results()`` reads them.
+
+    What scythe-engine 1.x's dict of ``final/*.pq`` keys became: a ported
+    script reads a table with ``pl.read_delta(tables["scalars"])``.
+    """
+
+    def __init__(self, store: Store, layout: RunLayout) -> None:
+        self.store = store
+        self.layout = layout
+        names = [n for n in stored_table_schemas(store, layout) if n != SPECS]
+        self._uris = {n: store.table_uri(layout.table(n)) for n in names}
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._uris[name]
+        except KeyError:
+            raise TableNotFoundError(
+                f"run {self.layout.run_id} has no table {name!r}; tables: {sorted(self._uris)}"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._uris)
+
+    def __len__(self) -> int:
+        return len(self._uris)
+
+    def results(self, *, validate: bool = True) -> Results:
+        """The same tables read as validated polars frames."""
+        return Results(self.store, self.layout, validate=validate)
+
+    def __repr__(self) -> str:
+        return f"ResultTables({self._uris!r})"
 
 
 class DataframeOutputs:

@@ -30,9 +30,10 @@ class RecursionMap(BaseModel):
     """How a run's specs are split into a tree of nodes.
 
     ``factor`` is the branching factor, ``max_depth`` the deepest level a node
-    may sit at (0 means: one terminal node holds every spec), and ``path`` the
-    child offsets from the root to the node this map describes (empty at the
-    root).
+    may sit at (0 means: one terminal node holds every spec; the default, 10, as
+    in scythe-engine 1.x, lets the tree go as deep as ``factor`` needs), and
+    ``path`` the child offsets from the root to the node this map describes
+    (empty at the root).
 
     >>> RecursionMap(factor=10, max_depth=2)
     RecursionMap(factor=10, max_depth=2, path=())
@@ -42,7 +43,10 @@ class RecursionMap(BaseModel):
 
     factor: int = Field(10, ge=1, description="Branching factor of every fan node.")
     max_depth: int = Field(
-        0, ge=0, le=MAX_DEPTH_LIMIT, description="Deepest level of the tree (root = 0)."
+        MAX_DEPTH_LIMIT,
+        ge=0,
+        le=MAX_DEPTH_LIMIT,
+        description="Deepest level of the tree (root = 0).",
     )
     path: tuple[int, ...] = Field(
         (), description="Child offsets from the root to this node; empty at the root."

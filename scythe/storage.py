@@ -195,6 +195,24 @@ class S3Store(Store):
     def __repr__(self) -> str:
         return f"S3Store({self.uri()!r}, endpoint_url={self.endpoint_url!r})"
 
+    def with_client(self, client: Any) -> S3Store:
+        """This store, reached through the caller's boto3 S3 ``client`` (and its credentials).
+
+        Worker processes cannot receive a client: they connect with the same
+        endpoint and region, and the credentials of their environment.
+        """
+        endpoint = client.meta.endpoint_url
+        if endpoint and "amazonaws.com" in endpoint:
+            endpoint = None
+        store = S3Store(
+            self.bucket,
+            self.prefix,
+            endpoint_url=self.endpoint_url or endpoint,
+            region=self.region or client.meta.region_name,
+        )
+        store._client = client
+        return store
+
     def __getstate__(self) -> dict[str, Any]:
         # clients, sessions and locks cannot cross process boundaries; rebuild them lazily
         return {**self.__dict__, "_lock": None, "_session": None, "_client": None}
@@ -295,7 +313,10 @@ class S3Store(Store):
             options["AWS_ENDPOINT_URL"] = self.endpoint_url
             if self.endpoint_url.startswith("http://"):
                 options["AWS_ALLOW_HTTP"] = "true"
-        credentials = self._session.get_credentials()
+        if self._session is not None:
+            credentials = self._session.get_credentials()
+        else:  # a client the caller gave (with_client)
+            credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
         if credentials is not None:
             frozen = credentials.get_frozen_credentials()
             options["AWS_ACCESS_KEY_ID"] = frozen.access_key

@@ -46,6 +46,31 @@ class SemVer(BaseModel):
     def is_version(cls, text: str) -> bool:
         return bool(_PATTERN.match(text))
 
+    @classmethod
+    def FromString(cls, version: str) -> SemVer:
+        """scythe-engine 1.x's parser: ``v2`` is v2.0.0, ``v1.2`` v1.2.0, ``v1-2-3`` v1.2.3.
+
+        >>> SemVer.FromString("v1.2"), SemVer.FromString("v1-2-3")
+        (SemVer('v1.2.0'), SemVer('v1.2.3'))
+        """
+        text = version.strip()
+        if not text.startswith("v"):
+            raise VersionError(f"version {version!r} must start with 'v' (e.g. v1.2.3)")
+        parts = text[1:].split("." if "." in text else "-")
+        if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+            raise VersionError(f"version {version!r} is not of the form vMAJOR[.MINOR[.PATCH]]")
+        numbers = [int(p) for p in parts] + [0] * (3 - len(parts))
+        return cls(major=numbers[0], minor=numbers[1], patch=numbers[2])
+
+    def next_major_version(self) -> SemVer:
+        return self.bump("bumpmajor")
+
+    def next_minor_version(self) -> SemVer:
+        return self.bump("bumpminor")
+
+    def next_patch_version(self) -> SemVer:
+        return self.bump("bumppatch")
+
     def bump(self, kind: VersionBump) -> SemVer:
         if kind == "bumpmajor":
             return SemVer(major=self.major + 1, minor=0, patch=0)

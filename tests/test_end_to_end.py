@@ -207,13 +207,13 @@ def test_versions_across_allocations(experiment):
     first, _ = experiment.allocate(specs_with({}, n=2), version="bumpminor", engine=engine)
     second, _ = experiment.allocate(specs_with({}, n=2), version="bumpminor", engine=engine)
     third, _ = experiment.allocate(specs_with({}, n=2), version="keep", engine=engine)
-    assert [str(v) for v in experiment.list_versions()] == ["v1.0.0", "v1.1.0"]
+    assert [str(v.version) for v in experiment.list_versions()] == ["v1.0.0", "v1.1.0"]
     assert first.run_id.startswith("probe/v1.0.0/") and second.run_id.startswith("probe/v1.1.0/")
     assert third.run_id.startswith("probe/v1.1.0/") and third.run_id != second.run_id
     runs = experiment.version("v1.1.0").list_runs()
     assert [r.run_id for r in runs] == [second.run_id, third.run_id]
-    assert experiment.latest_run().run_id == third.run_id
-    assert experiment.latest_results().scalars.height == 2
+    assert experiment.latest_run.run_id == third.run_id
+    assert experiment.latest_results.results().scalars.height == 2
 
 
 def test_same_instant_allocations_get_distinct_folders(experiment, monkeypatch):

@@ -49,7 +49,7 @@ class RunRef(Protocol):
 
 @runtime_checkable
 class Engine(Protocol):
-    """Runs the tree whose root is ``root``; every engine has these five members."""
+    """Runs the tree whose root is ``root``; every engine has these six members."""
 
     name: str
     """Recorded in each run's manifest (``local``, ``hatchet``)."""
@@ -65,6 +65,10 @@ class Engine(Protocol):
 
     def submit(self, root: ScatterGatherInput) -> RunRef:
         """Start the run whose root node is ``root`` (its experiment is ``root.experiment``)."""
+        ...
+
+    def submit_one(self, root: ScatterGatherInput) -> RunRef:
+        """Start a one-off run (one spec, no tree): its spec is triggered directly."""
         ...
 
     def waits_by_default(self) -> bool:

@@ -158,6 +158,7 @@ class LeafRunRef(BaseModel):
     experiment: str
     experiment_ref: str
     node: str
+    finalize: bool = False  # a one-off run: the leaf also stages its node and finalizes the run
 
     @classmethod
     def of(cls, inp: ScatterGatherInput) -> LeafRunRef:
@@ -361,6 +362,8 @@ def run_leaf_task(inp: LeafInput, ctx: Context) -> LeafOutput:
     """
     run = load_run(inp.run.storage_uri, inp.run.run_id, inp.run.experiment, inp.run.experiment_ref)
     root_id = str(ctx.additional_metadata.get(ROOT_RUN_KEY) or "") or None
+    if inp.run.finalize:
+        root_id = root_id or ctx.workflow_run_id  # a one-off run's leaf is its root
     leaf_ctx = leaf_context(
         run, workflow_run_id=ctx.workflow_run_id, root_workflow_run_id=root_id, log=ctx.log
     )
@@ -375,7 +378,28 @@ def run_leaf_task(inp: LeafInput, ctx: Context) -> LeafOutput:
         )
     key = run.layout.leaf_result(inp.run.node, result.sort_index)
     run.store.put_bytes(key, encode_leaf_result(result))
+    if inp.run.finalize:
+        finish_single_run(run, inp.run, result)
     return LeafOutput(sort_index=result.sort_index, ok=result.ok, key=key)
+
+
+def finish_single_run(run: RunHandle, ref: LeafRunRef, result: LeafResult) -> RunSummary:
+    """A one-off run's leaf is its only node: stage the node, then commit and finalize the run."""
+    staged = stored_result(run, ref.node)
+    if staged is None:  # a retried delivery after staging does not stage again
+        _, index = read_batch(run, ref.node)
+        staged = stage_node(run, ref.node, [result], index)
+    root = ScatterGatherInput(
+        storage_uri=ref.storage_uri,
+        run_id=ref.run_id,
+        experiment=ref.experiment,
+        experiment_ref=ref.experiment_ref,
+        n_specs=run.manifest.spec_count,
+        recursion_map=run.manifest.recursion_map,
+    )
+    summary = finalize_run(root, staged)
+    run.store.delete_prefix(run.layout.leaf_results(ref.node))
+    return summary
 
 
 # --------------------------------------------------------------------------- the scatter/gather task
@@ -642,6 +666,21 @@ class HatchetEngine:
     def submit(self, root: ScatterGatherInput) -> HatchetRunRef:
         task_ref = scatter_gather_task().run(
             root, wait_for_result=False, additional_metadata=run_metadata(root)
+        )
+        return HatchetRunRef(root, task_ref)
+
+    def submit_one(self, root: ScatterGatherInput) -> HatchetRunRef:
+        """Trigger the leaf task of a one-off run's spec directly (``run_no_wait``), no tree.
+
+        The leaf stages its row and finalizes the run itself, so the run ends
+        complete or partial in storage whoever waits for it.
+        """
+        run = handle_for(root)
+        (spec,), _ = read_batch(run, root.node.name)
+        model = leaf_input_model(run.experiment.input_spec)
+        leaf_input = model(run=LeafRunRef.of(root).model_copy(update={"finalize": True}), spec=spec)
+        task_ref = hatchet_task_for(run.experiment).run_no_wait(
+            leaf_input, additional_metadata=run_metadata(root)
         )
         return HatchetRunRef(root, task_ref)
 

@@ -312,6 +312,10 @@ class LocalEngine:
         thread.start()
         return ref
 
+    def submit_one(self, root: ScatterGatherInput) -> LocalRunRef:
+        """A one-off run is one terminal node: its spec runs in a worker (or here, with slots=0)."""
+        return self.submit(root)
+
     # ------------------------------------------------------------------ the tree
 
     def _drive(
