@@ -83,6 +83,10 @@ class RunLayout:
     def batch(self, node: str) -> str:
         return f"{self.run_id}/scatter-gather/batches/{node}.parquet"
 
+    def inferred_schema(self, table: str) -> str:
+        """The schema inferred for an undeclared frame output, from the first one stored."""
+        return f"{self.run_id}/scatter-gather/schemas/{table}.yml"
+
     def node_manifest(self, node: str) -> str:
         return f"{self.run_id}/scatter-gather/nodes/{node}.json"
 

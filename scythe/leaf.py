@@ -34,7 +34,7 @@ from scythe.base import (
 from scythe.errors import LeafError
 from scythe.layout import RunLayout
 from scythe.registry import ExperimentRunnable
-from scythe.schema import PLAIN_TYPES, SORT_SUBINDEX, ExperimentSchema, cell
+from scythe.schema import BUILTIN_TABLES, PLAIN_TYPES, SORT_SUBINDEX, ExperimentSchema, cell
 from scythe.storage import Store, open_store
 
 _logger = logging.getLogger("scythe.experiment")
@@ -67,6 +67,7 @@ class LeafResult:
     file_refs: dict[str, Any] | None = None
     frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
+    extra_frames: dict[str, pl.DataFrame] = field(default_factory=dict)  # undeclared ``dataframes``
 
     @property
     def ok(self) -> bool:
@@ -200,6 +201,53 @@ def _frame_rows(
     )
 
 
+def undeclared_frame_rows(
+    frame: Any, index: dict[str, Any], schema: ExperimentSchema, name: str
+) -> pl.DataFrame:
+    """A frame of ``ExperimentOutputSpec.dataframes`` as table rows: the spec's index values,
+    ``sort_subindex``, then the frame's columns.
+
+    A pandas frame's index levels become columns; the levels that repeat the
+    spec's index (``make_multiindex``) are replaced by its typed values, and a
+    ``sort_subindex`` level keeps the frame's row order. Its schema is the one
+    inferred from the run's first such frame (``scythe.nodes``).
+    """
+    if name in schema.result_tables or name in BUILTIN_TABLES:
+        raise LeafError(
+            f"`dataframes` key {name!r} is the name of a table of the run; pick another name"
+        )
+    flat = _flat_frame(frame, name)
+    n = flat.height
+    columns = [pl.lit(index[c.name], dtype=c.dtype).alias(c.name) for c in schema.index]
+    if SORT_SUBINDEX in flat.columns:
+        columns.append(pl.col(SORT_SUBINDEX).cast(pl.Int64, strict=True))
+    else:
+        columns.append(pl.int_range(0, n, dtype=pl.Int64).alias(SORT_SUBINDEX))
+    taken = {*schema.index_names, SORT_SUBINDEX}
+    values = [pl.col(c) for c in flat.columns if c not in taken]
+    return flat.select([*columns, *values])
+
+
+def _flat_frame(frame: Any, name: str) -> pl.DataFrame:
+    if isinstance(frame, pl.DataFrame):
+        flat = frame
+    elif type(frame).__module__.startswith("pandas"):
+        index = frame.index
+        named = any(level is not None for level in index.names)
+        flat = pl.from_pandas(frame.reset_index(drop=not named))
+    else:
+        raise LeafError(
+            f"`dataframes[{name!r}]` is a {type(frame).__name__}: give a pandas or polars DataFrame"
+        )
+    categorical = [c for c, t in flat.schema.items() if isinstance(t, pl.Categorical | pl.Enum)]
+    if categorical:
+        flat = flat.with_columns(pl.col(categorical).cast(pl.String))
+    bad = [c for c, t in flat.schema.items() if t == pl.Object or not isinstance(c, str)]
+    if bad:
+        raise LeafError(f"`dataframes[{name!r}]` has columns {bad} that cannot be stored")
+    return flat
+
+
 def call_once(
     experiment: ExperimentRunnable,
     schema: ExperimentSchema,
@@ -268,14 +316,6 @@ def _result(
             f"{experiment.name} returned {type(output).__name__}, expected "
             f"{experiment.output_spec.__name__} (spec {spec.sort_index})"
         )
-    if output.dataframes:
-        # Undeclared frames have no compiled schema and no table yet: refuse, never drop.
-        raise LeafError(
-            f"{experiment.name} returned undeclared frames {sorted(output.dataframes)} in "
-            "`dataframes`, which are not stored; declare each as a field typed "
-            "pandera.typing.polars.DataFrame[Model] on "
-            f"{experiment.output_spec.__name__}"
-        )
     fields = output.__dict__
     scalars = {}
     try:
@@ -292,12 +332,16 @@ def _result(
         if schema.output_file_fields
         else {}
     )
-    frames = {}
-    if schema.dataframes:
+    frames, extra = {}, {}
+    if schema.dataframes or output.dataframes:
         index = index_values(spec, schema)
         frames = {
             name: _frame_rows(getattr(output, name), index, schema, name)
             for name in schema.dataframes
+        }
+        extra = {
+            name: undeclared_frame_rows(frame, index, schema, name)
+            for name, frame in output.dataframes.items()
         }
     return LeafResult(
         spec.sort_index,
@@ -305,6 +349,7 @@ def _result(
         ctx.root_workflow_run_id,
         scalars=scalars,
         file_refs=file_refs,
+        extra_frames=extra,
         frames=frames,
     )
 

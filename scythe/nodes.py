@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +25,30 @@ import polars as pl
 
 from scythe import batches, tables
 from scythe.errors import EngineError, ExperimentNotFoundError
-from scythe.layout import RunLayout, RunManifest, load_yaml, read_manifest, update_manifest
+from scythe.layout import (
+    RunLayout,
+    RunManifest,
+    dump_yaml,
+    load_yaml,
+    read_manifest,
+    update_manifest,
+)
 from scythe.leaf import LeafContext, LeafResult, crashed_leaf, run_leaf
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, load_runnable
 from scythe.scatter_gather import RunSummary, ScatterGatherInput, ScatterGatherResult
-from scythe.schema import FAILURES, FILE_REFS, SCALARS, SPECS, ExperimentSchema, schema_from_dict
+from scythe.schema import (
+    FAILURES,
+    FILE_REFS,
+    SCALARS,
+    SORT_SUBINDEX,
+    SPECS,
+    Column,
+    ExperimentSchema,
+    TableSchema,
+    schema_from_dict,
+    table_from_dict,
+    table_to_dict,
+)
 from scythe.storage import Store, open_store
 
 ROOT_COMMITTER = "root"
@@ -247,28 +266,105 @@ def _validated_frames(
     for name, table in schema.dataframes.items():
         parts = [r.frames[name] for r in ok if name in r.frames]
         frames[name] = pl.concat(parts, how="vertical") if parts else table.empty_frame()
-    for name, table in schema.result_tables.items():
+    undeclared, bad = _undeclared_frames(run, ok)
+    frames.update(undeclared)
+    for s, message in bad.items():
+        invalid.setdefault(s, message)
+    for name, table in {**schema.result_tables, **run_tables(run, undeclared)}.items():
         if name == FAILURES or (name != SCALARS and not table.values):
             continue  # an index-only table holds the same index values as scalars
         _, bad = tables.split_invalid(frames[name], table, outputs_only=True)
         for s, message in bad.items():
             invalid.setdefault(s, message)
-    if invalid:
-        keep = ~pl.col("sort_index").is_in(list(invalid))
-        frames = {name: f.filter(keep) for name, f in frames.items()}
-        messages = pl.DataFrame(
-            {"sort_index": list(invalid), "message": list(invalid.values())},
-            schema={"sort_index": pl.Int64, "message": pl.String},
-        )
-        extra = index.join(messages, on="sort_index", how="inner").with_columns(
-            error_type=pl.lit("OutputValidationError"),
-            traceback=pl.lit(None, dtype=pl.String),
-            attempts=pl.lit(1, dtype=pl.Int64),
-        )
-        frames[FAILURES] = pl.concat(
-            [frames[FAILURES], tables.conform(extra, schema.failures)]
-        ).sort("sort_index")
+    return _move_invalid(frames, invalid, index, schema.failures) if invalid else frames
+
+
+def _move_invalid(
+    frames: dict[str, pl.DataFrame],
+    invalid: dict[int, str],
+    index: pl.DataFrame,
+    failures: tables.TableSchema,
+) -> dict[str, pl.DataFrame]:
+    """Every row of the ``invalid`` specs out of every table, and one failures row each in."""
+    keep = ~pl.col("sort_index").is_in(list(invalid))
+    frames = {name: f.filter(keep) for name, f in frames.items()}
+    messages = pl.DataFrame(
+        {"sort_index": list(invalid), "message": list(invalid.values())},
+        schema={"sort_index": pl.Int64, "message": pl.String},
+    )
+    extra = index.join(messages, on="sort_index", how="inner").with_columns(
+        error_type=pl.lit("OutputValidationError"),
+        traceback=pl.lit(None, dtype=pl.String),
+        attempts=pl.lit(1, dtype=pl.Int64),
+    )
+    frames[FAILURES] = pl.concat([frames[FAILURES], tables.conform(extra, failures)]).sort(
+        "sort_index"
+    )
     return frames
+
+
+# --------------------------------------------------------------------------- undeclared frames
+
+
+def inferred_table(run: RunHandle, name: str, sample: pl.DataFrame | None = None) -> TableSchema:
+    """The schema of the undeclared frame ``name``: inferred from the first frame any node
+    stored it for, once per run (put-if-absent), then the same for every node."""
+    key = run.layout.inferred_schema(name)
+    if sample is not None and not run.store.exists(key):
+        taken = {*run.schema.index_names, SORT_SUBINDEX}
+        values = tuple(
+            Column(c, dtype, nullable=True) for c, dtype in sample.schema.items() if c not in taken
+        )
+        table = TableSchema(
+            name,
+            run.schema.index,
+            values,
+            multi_row=True,
+            description="Inferred from the first frame stored under this name",
+        )
+        run.store.put_if_absent(key, dump_yaml(table_to_dict(table)))
+    return table_from_dict(load_yaml(run.store.get_bytes(key)))
+
+
+def run_tables(run: RunHandle, names: Iterable[str]) -> dict[str, TableSchema]:
+    """The inferred tables among ``names`` (the declared tables are in ``run.schema``)."""
+    return {n: inferred_table(run, n) for n in names if n not in run.schema.result_tables}
+
+
+def _misfit(frame: pl.DataFrame, table: TableSchema) -> str | None:
+    """Why ``frame`` does not have exactly the table's value columns and types, or None."""
+    taken = {*table.index_names}
+    columns = [c for c in frame.columns if c not in taken]
+    if sorted(columns) != sorted(table.value_names):
+        return f"columns {columns}, expected {table.value_names}"
+    for col in table.values:
+        got = frame.schema[col.name]
+        if got != col.dtype and got != pl.Null:  # never cast a value into another type
+            return f"column {col.name!r} is {got}, expected {col.dtype}"
+    return None
+
+
+def _undeclared_frames(
+    run: RunHandle, ok: list[LeafResult]
+) -> tuple[dict[str, pl.DataFrame], dict[int, str]]:
+    """Undeclared frames by name, each checked against its inferred schema; and the misfits."""
+    frames: dict[str, pl.DataFrame] = {}
+    invalid: dict[int, str] = {}
+    for name in dict.fromkeys(n for r in ok for n in r.extra_frames):
+        parts = [(r.sort_index, r.extra_frames[name]) for r in ok if name in r.extra_frames]
+        table = inferred_table(run, name, parts[0][1])
+        fitting = []
+        for sort_index, frame in parts:
+            problem = _misfit(frame, table)
+            if problem is None:
+                fitting.append(tables.conform(frame, table))
+            else:
+                invalid[sort_index] = (
+                    f"dataframes[{name!r}] does not fit the schema inferred from the run's first "
+                    f"frame of that name: {problem}"
+                )
+        frames[name] = pl.concat(fitting, how="vertical") if fitting else table.empty_frame()
+    return frames, invalid
 
 
 def stage_node(
@@ -281,7 +377,7 @@ def stage_node(
     index = _leaf_index(results, index)
     frames = _validated_frames(run, results, index)
     staged: dict[str, list[dict[str, Any]]] = {}
-    for table_name, table in run.schema.result_tables.items():
+    for table_name, table in {**run.schema.result_tables, **run_tables(run, frames)}.items():
         staged_file = tables.stage_frame(
             run.store, run.layout.table(table_name), table, frames[table_name], name=name
         )
@@ -342,7 +438,10 @@ def commit_run(run: RunHandle, root: ScatterGatherResult) -> None:
     """Commit every table's staged files once, under the root's app-transaction id."""
     staged = collect_staged(run.store, root.manifest_key)
     transaction = tables.app_id(run.layout.run_id, ROOT_COMMITTER)
-    for table_name, table in run.schema.result_tables.items():
+    inferred = run_tables(run, staged)
+    if inferred:
+        record_inferred_tables(run, inferred)
+    for table_name, table in {**run.schema.result_tables, **inferred}.items():
         tables.commit_staged(
             run.store,
             run.layout.table(table_name),
@@ -350,6 +449,19 @@ def commit_run(run: RunHandle, root: ScatterGatherResult) -> None:
             staged.get(table_name, []),
             transaction=transaction,
         )
+
+
+def record_inferred_tables(run: RunHandle, inferred: dict[str, TableSchema]) -> None:
+    """Create the inferred tables and add them to the run's stored schema (the root alone does)."""
+    for name, table in inferred.items():
+        tables.create_table(run.store, run.layout.table(name), table)
+    stored = load_yaml(run.store.get_bytes(run.layout.table_schemas))
+    missing = {n: t for n, t in inferred.items() if n not in stored["tables"]}
+    if missing:
+        stored["tables"].update(
+            {n: {**table_to_dict(t), "inferred": True} for n, t in missing.items()}
+        )
+        run.store.put_bytes(run.layout.table_schemas, dump_yaml(stored))
 
 
 def check_completeness(run: RunHandle) -> RunSummary:

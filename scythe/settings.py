@@ -90,6 +90,10 @@ class StorageSettings(BaseSettings):
         return str(Path(_LOCAL_DATA_DIR).absolute())
 
 
+ScytheStorageSettings = StorageSettings
+"""scythe-engine 1.x's name of :class:`StorageSettings`."""
+
+
 class TimeoutSettings(BaseSettings):
     """How long runs and waits may take."""
 
@@ -376,6 +380,7 @@ LABEL_ON = "yes"
 __all__ = [
     "LABEL_ON",
     "ScytheSettings",
+    "ScytheStorageSettings",
     "StorageSettings",
     "TimeoutSettings",
     "scythe_settings",

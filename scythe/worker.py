@@ -139,6 +139,36 @@ class ScytheWorkerConfig(BaseSettings):
     def computed_name(self) -> str:
         return self.NAME or f"scythe-{self.role or 'idle'}-{worker_location()}"
 
+    def plan(
+        self,
+        experiments: Sequence[Any] | None = None,
+        additional_workflows: Sequence[Any] | None = None,
+    ) -> WorkerPlan:
+        """What :meth:`start` would serve: every registered experiment, plus ``experiments``.
+
+        ``experiments`` may hold registered experiments or plain functions
+        (registered here with ``ExperimentRegistry.Register()``);
+        ``additional_workflows`` are Hatchet workflows served next to them.
+        """
+        for item in experiments or []:
+            if not isinstance(item, ExperimentRunnable):
+                ExperimentRegistry.Register()(item)
+        workflows = list(ExperimentRegistry.workflows())
+        workflows += [w for w in additional_workflows or [] if w not in workflows]
+        return plan_worker(self, ExperimentRegistry.experiments(), workflows)
+
+    def start(
+        self,
+        experiments: Sequence[Any] | None = None,
+        additional_workflows: Sequence[Any] | None = None,
+    ) -> None:
+        """Start a worker as ``scythe worker`` does, serving what :meth:`plan` lists (blocks).
+
+        scythe-engine 1.x's entry point: a ``main.py`` that imports the
+        experiments' modules, then calls ``ScytheWorkerConfig().start()``.
+        """
+        build_worker(self.plan(experiments, additional_workflows)).start()
+
 
 register_settings_class(ScytheWorkerConfig)
 

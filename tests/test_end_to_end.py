@@ -383,14 +383,23 @@ def test_timeout_kills_an_overrunning_spec_and_records_it(experiment):
     assert "execution timeout" in failure["message"]
 
 
-def test_undeclared_extra_frames_fail_their_spec_instead_of_vanishing(experiment):
+def test_undeclared_frames_are_stored_in_a_table_of_their_own(experiment):
     run, ref = experiment.allocate(
         specs_with({2: "extra_frames"}, n=4), engine=LocalEngine(slots=0)
     )
-    assert ref.result().status == "partial"
-    failure = run.results().failures.row(0, named=True)
-    assert failure["sort_index"] == 2 and failure["error_type"] == "LeafError"
-    assert "undeclared frames ['loose']" in failure["message"]
+    assert ref.result().status == "complete"
+    results = run.results()
+    loose = results.dataframes["loose"]
+    assert loose.select("sort_index", "sort_subindex", "a").rows() == [(2, 0, 1)]
+    assert loose.schema["x_squared"] == pl.Float64  # the spec's typed index, computed features too
+    assert results.schema("loose").value_names == ["a"]
+    assert sorted(run.list_results_files()) == [
+        "failures",
+        "loose",
+        "result_file_refs",
+        "rows",
+        "scalars",
+    ]
 
 
 def test_a_node_that_fails_leaves_the_run_incomplete_and_resumable(experiment, monkeypatch):

@@ -226,14 +226,16 @@ def encode_leaf_result(result: LeafResult) -> bytes:
         "file_refs": result.file_refs,
         "failure": result.failure,
         "frames": sorted(result.frames),
+        "extra_frames": sorted(result.extra_frames),
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("leaf.json", json.dumps(header, default=_json_default))
-        for name, frame in result.frames.items():
-            ipc = io.BytesIO()
-            frame.write_ipc(ipc)
-            archive.writestr(f"frames/{name}.arrow", ipc.getvalue())
+        for folder, frames in (("frames", result.frames), ("extra", result.extra_frames)):
+            for name, frame in frames.items():
+                ipc = io.BytesIO()
+                frame.write_ipc(ipc)
+                archive.writestr(f"{folder}/{name}.arrow", ipc.getvalue())
     return buffer.getvalue()
 
 
@@ -241,10 +243,13 @@ def decode_leaf_result(data: bytes) -> LeafResult:
     """The :class:`LeafResult` written by :func:`encode_leaf_result`, with its exact types."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         header = json.loads(archive.read("leaf.json"), object_hook=_json_object)
-        frames = {
-            name: pl.read_ipc(io.BytesIO(archive.read(f"frames/{name}.arrow")))
-            for name in header["frames"]
-        }
+        frames, extra = (
+            {
+                name: pl.read_ipc(io.BytesIO(archive.read(f"{folder}/{name}.arrow")))
+                for name in header.get(key, [])
+            }
+            for folder, key in (("frames", "frames"), ("extra", "extra_frames"))
+        )
     return LeafResult(
         header["sort_index"],
         header["workflow_run_id"],
@@ -253,6 +258,7 @@ def decode_leaf_result(data: bytes) -> LeafResult:
         file_refs=header["file_refs"],
         frames=frames,
         failure=header["failure"],
+        extra_frames=extra,
     )
 
 

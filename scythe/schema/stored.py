@@ -170,9 +170,11 @@ def schema_from_dict(
 
     Columns, types and checks come from storage; the spec classes only build
     specs and outputs, so a change to their constraints since allocation does
-    not change what the run checks.
+    not change what the run checks. Tables inferred from undeclared frames
+    (marked ``inferred``) are not among the declared ``dataframes``.
     """
     tables = tables_from_dict(data)
+    inferred = {n for n, t in _stored_tables(data).items() if t.get("inferred")}
     file_fields = data.get("input_file_fields") if "format" in data else None
     if file_fields is None:
         file_fields = input_spec.file_reference_fields()
@@ -185,7 +187,7 @@ def schema_from_dict(
         scalars=tables[SCALARS],
         file_refs=tables[FILE_REFS],
         failures=tables[FAILURES],
-        dataframes={n: t for n, t in tables.items() if n not in builtin},
+        dataframes={n: t for n, t in tables.items() if n not in builtin and n not in inferred},
         input_file_fields=tuple(file_fields),
         output_file_fields=tuple(tables[FILE_REFS].value_names),
     )
