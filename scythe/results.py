@@ -120,11 +120,15 @@ class Results:
             if not rows.height:
                 raise TableNotFoundError(f"run {self.run_id} has no outputs of spec {sort_index}")
             values.update({n: rows.get_column(n)[0] for n in self.schema(name).value_names})
+        undeclared: dict[str, pl.DataFrame] = {}
         for name in self.frame_outputs:
-            table = self.schema(name)
-            frame = self.table(name).filter(pl.col("sort_index") == sort_index)
-            values[name] = frame.select(table.value_names)
-        return output_spec.model_validate(values)
+            rows = self.table(name).filter(pl.col("sort_index") == sort_index)
+            frame = rows.select(self.schema(name).value_names)
+            if name in output_spec.model_fields:
+                values[name] = frame
+            else:  # an undeclared frame, returned in `dataframes` as it was stored
+                undeclared[name] = frame
+        return output_spec.model_validate({**values, "dataframes": undeclared})
 
     def __repr__(self) -> str:
         return f"<Results of {self.run_id}: tables {sorted(self.schemas)}>"
