@@ -123,12 +123,8 @@ class BaseExperiment:
     ) -> None:
         if isinstance(runnable, str):  # a registered name, as scythe-engine 1.x accepted
             runnable = ExperimentRegistry.get_runnable(runnable)
-        if _is_hatchet_workflow(runnable):
-            raise ExperimentDefinitionError(
-                f"{runnable.name!r} is a Hatchet workflow: Scythe runs registered functions, whose "
-                "outputs it types and stores; register the workflow's work as a function with "
-                "@ExperimentRegistry.Register() (see docs/migrating.md)"
-            )
+        if _is_hatchet_workflow(runnable):  # an included Workflow: one spec per run, on Hatchet
+            runnable = ExperimentRegistry.workflow_experiment(runnable)
         if not isinstance(runnable, ExperimentRunnable):
             raise ExperimentDefinitionError(
                 f"runnable must be registered with @ExperimentRegistry.Register(), got {runnable!r}"
@@ -302,6 +298,13 @@ class BaseExperiment:
                 "carries the run's id as experiment_id"
             )
         single = isinstance(specs, BaseModel)
+        if self.runnable.workflow is not None and not single:
+            raise ExperimentDefinitionError(
+                f"{self.name!r} is a Hatchet workflow, which runs one spec per allocation: "
+                "pass one spec, or register a function to run batches"
+            )
+        if engine is None and self.runnable.workflow is not None:
+            engine = "hatchet"  # a workflow runs on Hatchet whatever SCYTHE_ENGINE says
         run_engine = get_engine(engine)
         plan = plan_allocation(
             self.runnable,
@@ -348,9 +351,12 @@ class SpecRunRef:
         return getattr(self._ref, "workflow_run_id", None)
 
     def result(self, timeout: float | None = None) -> Any:
-        """Wait for the run and return its output spec."""
+        """Wait for the run and return its output spec (a workflow's own output, for workflows)."""
         self._ref.result(timeout)
-        return self.run.results().output(self.run.experiment.output_spec)
+        output = self.run.results().output(self.run.experiment.output_spec)  # raises if failed
+        if self.run.experiment.workflow is not None:
+            return getattr(self._ref, "workflow_output", None)
+        return output
 
     def summary(self, timeout: float | None = None) -> RunSummary:
         """Wait for the run and return its summary (status, counts, message)."""

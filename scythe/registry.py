@@ -156,6 +156,7 @@ class ExperimentRunnable:
         self.input_parameter = input_parameter
         self.wants_tempdir = wants_tempdir
         self.options = options
+        self.workflow: Any = None  # set for an included Hatchet Workflow (see for_workflow)
         self.__module__ = fn.__module__
         self.__qualname__ = fn.__qualname__
         self.__name__ = fn.__name__
@@ -164,6 +165,41 @@ class ExperimentRunnable:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
+
+    @classmethod
+    def for_workflow(cls, workflow: Any) -> ExperimentRunnable:
+        """An included Hatchet ``Workflow`` as an experiment of one spec per run.
+
+        Its input validator must be an ``ExperimentInputSpec``; it declares no
+        typed outputs, so its runs store an index-only ``scalars`` row (or a
+        ``failures`` row), and the workflow's own output is what ``ref.result()``
+        returns. It runs on Hatchet only.
+        """
+        input_spec = workflow.input_validator_type
+        if not (isinstance(input_spec, type) and issubclass(input_spec, ExperimentInputSpec)):
+            raise ExperimentDefinitionError(
+                f"Hatchet workflow {workflow.name!r} takes {getattr(input_spec, '__name__', input_spec)}"
+                ", not an ExperimentInputSpec subclass: set input_validator= to one"
+            )
+
+        def runs_on_hatchet(*_: Any, **__: Any) -> Any:
+            raise ExperimentDefinitionError(
+                f"{workflow.name!r} is a Hatchet workflow: it runs on Hatchet workers only"
+            )
+
+        runs_on_hatchet.__qualname__ = runs_on_hatchet.__name__ = workflow.name
+        runnable = cls(
+            runs_on_hatchet,
+            name=workflow.name,
+            description=getattr(workflow, "description", None),
+            input_spec=input_spec,
+            output_spec=ExperimentOutputSpec,
+            input_parameter="input",
+            wants_tempdir=False,
+            options=ExperimentOptions(),
+        )
+        runnable.workflow = workflow
+        return runnable
 
     def __repr__(self) -> str:
         return (
@@ -186,6 +222,8 @@ class ExperimentRunnable:
         that fails for functions defined inside a function or in an
         interactive session, and finds something else when the name was rebound.
         """
+        if self.workflow is not None:
+            return None  # Hatchet workers serve the workflow itself; nothing imports this
         module_name, qualname = self.__module__, self.__qualname__
         if "<locals>" in qualname:
             return f"is defined inside a function ({module_name}.{qualname})"
@@ -270,6 +308,7 @@ class ExperimentRegistry:
 
     _experiments: typing.ClassVar[dict[str, ExperimentRunnable]] = {}
     _workflows: typing.ClassVar[dict[str, Any]] = {}  # Hatchet workflows served next to experiments
+    _workflow_experiments: typing.ClassVar[dict[str, ExperimentRunnable]] = {}
 
     @classmethod
     def Register(
@@ -399,6 +438,9 @@ class ExperimentRegistry:
 
     @classmethod
     def get(cls, name: str) -> ExperimentRunnable:
+        """The experiment registered as ``name`` (an included workflow's experiment too)."""
+        if name not in cls._experiments and name in cls._workflows:
+            return cls.workflow_experiment(cls._workflows[name])
         try:
             return cls._experiments[name]
         except KeyError:
@@ -406,6 +448,16 @@ class ExperimentRegistry:
             raise ExperimentNotFoundError(
                 f"no experiment named {name!r} is registered (registered: {known})"
             ) from None
+
+    @classmethod
+    def workflow_experiment(cls, workflow: Any) -> ExperimentRunnable:
+        """The experiment of an included Hatchet workflow (included here if it was not)."""
+        cls._include_workflow(workflow)
+        adapter = cls._workflow_experiments.get(workflow.name)
+        if adapter is None or adapter.workflow is not workflow:
+            adapter = ExperimentRunnable.for_workflow(workflow)
+            cls._workflow_experiments[workflow.name] = adapter
+        return adapter
 
     @classmethod
     def get_runnable(cls, name: str) -> Any:
@@ -427,12 +479,14 @@ class ExperimentRegistry:
     def unregister(cls, name: str) -> None:
         cls._experiments.pop(name, None)
         cls._workflows.pop(name, None)
+        cls._workflow_experiments.pop(name, None)
 
     @classmethod
     def clear(cls) -> None:
         """Forget every registered experiment and included workflow (for tests)."""
         cls._experiments.clear()
         cls._workflows.clear()
+        cls._workflow_experiments.clear()
 
 
 def _is_hatchet_workflow(obj: Any) -> bool:

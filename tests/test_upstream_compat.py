@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hatchet_sdk import Context
 from test_hatchet_engine import synthetic_token
 from upstream_study.experiments import WallResult, WallSpec, simulate_wall
 
@@ -270,3 +271,62 @@ def test_the_study_imports_in_a_fresh_process_without_any_setting():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "imported"
+
+
+class TriggeredWorkflow:
+    """What a workflow's ``run_no_wait`` returns; ``result()`` is its task outputs (or raises)."""
+
+    workflow_run_id = "workflow-run-1"
+
+    def __init__(self, spec: WallSpec) -> None:
+        self.spec = spec
+
+    def result(self) -> dict:
+        if self.spec.r_value > 14:
+            raise RuntimeError("task 'check' failed: wall too thick")
+        return {"check": {"u_value": 1 / self.spec.r_value}}
+
+
+def test_an_included_workflow_is_allocated_as_a_one_off_run(
+    hatchet_env, tmp_path, weather, monkeypatch
+):
+    from scythe.errors import EngineConfigError, ExperimentDefinitionError
+    from scythe.hatchet import hatchet
+    from scythe.registry import ExperimentRegistry
+
+    pipeline = hatchet.workflow(name="wall_pipeline", input_validator=WallSpec)
+
+    @pipeline.task()
+    def check(input: WallSpec, ctx: Context) -> dict:
+        return {"u_value": 1 / input.r_value}
+
+    ExperimentRegistry.Include(pipeline)
+    triggered = []
+
+    def run_no_wait(spec, additional_metadata=None, **_):
+        triggered.append((spec, additional_metadata))
+        return TriggeredWorkflow(spec)
+
+    monkeypatch.setattr(pipeline, "run_no_wait", run_no_wait)
+    try:
+        experiment = BaseExperiment(runnable=pipeline, storage=tmp_path / "data")
+        run, ref = experiment.allocate(WallSpec(r_value=4.0, climate="hot", weather_file=weather))
+        assert ref.result() == {"check": {"u_value": 0.25}}
+        assert run.status().status == "complete" and run.manifest.kind == "single"
+        (row,) = run.results().scalars.iter_rows(named=True)
+        assert (row["r_value"], row["workflow_run_id"]) == (4.0, "workflow-run-1")
+        assert triggered[0][1]["experiment_id"] == run.run_id
+
+        run, ref = experiment.allocate(WallSpec(r_value=14.5, climate="hot", weather_file=weather))
+        with pytest.raises(SpecFailedError, match="wall too thick"):
+            ref.result()
+        assert run.status().status == "partial"
+
+        with pytest.raises(ExperimentDefinitionError, match="one spec per allocation"):
+            experiment.allocate(wall_specs(weather, n=2))
+        with pytest.raises(EngineConfigError, match="engine='hatchet'"):
+            experiment.allocate(
+                WallSpec(r_value=2.0, climate="hot", weather_file=weather), engine="local"
+            )
+    finally:
+        ExperimentRegistry.unregister("wall_pipeline")

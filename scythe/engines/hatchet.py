@@ -617,6 +617,55 @@ class HatchetRunRef:
         return f"<HatchetRunRef {self.run_id} workflow run {self.workflow_run_id}>"
 
 
+class HatchetWorkflowRunRef(HatchetRunRef):
+    """A one-off run of an included Hatchet workflow; waiting for it records its outcome.
+
+    The workflow is the user's own: it declares no typed outputs, so the run
+    stores one index-only ``scalars`` row when it succeeds, or a ``failures``
+    row, and ``workflow_output`` is what the workflow returned.
+    """
+
+    workflow_output: Any = None
+
+    def _wait_for_root(self) -> None:
+        outcome: BaseException | None = None
+        try:
+            self.workflow_output = self._task_ref.result()
+        except BaseException as exc:  # the workflow failed: a failures row, not an error
+            outcome = exc
+        try:
+            record_workflow_outcome(self.root, self.workflow_run_id, outcome)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._finished.set()
+
+
+def record_workflow_outcome(
+    root: ScatterGatherInput, workflow_run_id: str, error: BaseException | None
+) -> RunSummary:
+    """Stage the one row of a workflow's one-off run (success or failure) and finalize the run."""
+    run = handle_for(root)
+    node = root.node.name
+    staged = stored_result(run, node)
+    if staged is None:
+        (spec,), index = read_batch(run, node)
+        if error is None:
+            result = LeafResult(
+                spec.sort_index, workflow_run_id, workflow_run_id, scalars={}, file_refs={}
+            )
+        else:
+            ctx = leaf_context(
+                run, workflow_run_id=workflow_run_id, root_workflow_run_id=workflow_run_id
+            )
+            message = f"Hatchet workflow run {workflow_run_id} failed: {error}"
+            result = crashed_leaf(
+                spec, ctx, message=message, attempts=1, error_type=type(error).__name__
+            )
+        staged = stage_node(run, node, [result], index)
+    return finalize_run(root, staged)
+
+
 def run_metadata(root: ScatterGatherInput) -> dict[str, str]:
     """Additional metadata of a run's root: searchable in the Hatchet dashboard."""
     return {
@@ -666,6 +715,9 @@ class HatchetEngine:
                 "define it at the top level of a module and serve it with "
                 "`scythe worker --experiments module:attr`"
             )
+        if experiment.workflow is not None:
+            hatchet_client()  # the workflow is the user's own task: only the connection to check
+            return
         scatter_gather_task()
         hatchet_task_for(experiment)
 
@@ -683,6 +735,10 @@ class HatchetEngine:
         """
         run = handle_for(root)
         (spec,), _ = read_batch(run, root.node.name)
+        workflow = run.experiment.workflow
+        if workflow is not None:
+            ref = workflow.run_no_wait(spec, additional_metadata=run_metadata(root))
+            return HatchetWorkflowRunRef(root, ref)
         model = leaf_input_model(run.experiment.input_spec)
         leaf_input = model(run=LeafRunRef.of(root).model_copy(update={"finalize": True}), spec=spec)
         task_ref = hatchet_task_for(run.experiment).run_no_wait(

@@ -287,6 +287,11 @@ class LocalEngine:
 
     def check(self, experiment: ExperimentRunnable) -> None:
         """Fail before anything is written if worker processes could not import ``experiment``."""
+        if experiment.workflow is not None:
+            raise EngineConfigError(
+                f"{experiment.name!r} is a Hatchet workflow: it runs on Hatchet, allocate it "
+                "with engine='hatchet'"
+            )
         if self.slots == 0:
             return
         problem = experiment.import_problem()
