@@ -117,6 +117,69 @@ def _check_task_options(options: dict[str, Any]) -> None:
         )
 
 
+def _register_options(
+    *,
+    retries: int,
+    execution_timeout: timedelta | str | None,
+    schedule_timeout: timedelta | str | None,
+    desired_worker_labels: dict[str, Any] | None,
+    auto_fetch_files: bool,
+    local_file_location: str,
+    inject_workflow_run_id: bool,
+    worker: Any,
+    task_options: dict[str, Any],
+) -> ExperimentOptions:
+    """``Register()``'s arguments checked and gathered; a bad one raises naming it."""
+    if retries < 0:
+        raise ExperimentOptionsError(f"retries must be >= 0, got {retries}")
+    if worker is not None:
+        raise ExperimentOptionsError(
+            "Register(worker=...) is not supported: a worker serves every registered "
+            "experiment of the modules it imports; start one with `scythe worker "
+            "--experiments module` or ScytheWorkerConfig().start()"
+        )
+    if local_file_location not in ("cache", "copied-to-tempdir"):
+        raise ExperimentOptionsError(
+            f"local_file_location={local_file_location!r}: use 'cache' or 'copied-to-tempdir'"
+        )
+    _check_task_options(task_options)
+    return ExperimentOptions(
+        retries=retries,
+        execution_timeout=_duration("execution_timeout", execution_timeout),
+        schedule_timeout=_duration("schedule_timeout", schedule_timeout),
+        desired_worker_labels=dict(desired_worker_labels or {}),
+        task_options=task_options,
+        auto_fetch_files=auto_fetch_files,
+        copy_files_to_tempdir=local_file_location == "copied-to-tempdir",
+        inject_workflow_run_id=inject_workflow_run_id,
+    )
+
+
+def _runnable_of(
+    fn: Callable[..., Any],
+    name: str | None,
+    description: str | None,
+    options: ExperimentOptions,
+    localns: dict[str, Any] | None,
+) -> ExperimentRunnable:
+    input_parameter, input_spec, output_spec, wants_tempdir = inspect_signature(fn, localns)
+    if options.copy_files_to_tempdir and options.auto_fetch_files and not wants_tempdir:
+        raise ExperimentOptionsError(
+            f"{_describe(fn)}: local_file_location='copied-to-tempdir' copies file "
+            "inputs into the tempdir, so the function must take `tempdir: Path`"
+        )
+    return ExperimentRunnable(
+        fn,
+        name=name or fn.__name__,
+        description=description or inspect.getdoc(fn),
+        input_spec=input_spec,
+        output_spec=output_spec,
+        input_parameter=input_parameter,
+        wants_tempdir=wants_tempdir,
+        options=options,
+    )
+
+
 def load_runnable(module: str, qualname: str) -> ExperimentRunnable:
     """Import the registered experiment at ``module:qualname`` (how workers find it)."""
     obj: Any = importlib.import_module(module)
@@ -350,51 +413,23 @@ class ExperimentRegistry:
         ...
         scythe.errors.ExperimentOptionsError: Register(worker=...) is not supported: ...
         """
-        if retries < 0:
-            raise ExperimentOptionsError(f"retries must be >= 0, got {retries}")
-        if worker is not None:
-            raise ExperimentOptionsError(
-                "Register(worker=...) is not supported: a worker serves every registered "
-                "experiment of the modules it imports; start one with `scythe worker "
-                "--experiments module` or ScytheWorkerConfig().start()"
-            )
-        if local_file_location not in ("cache", "copied-to-tempdir"):
-            raise ExperimentOptionsError(
-                f"local_file_location={local_file_location!r}: use 'cache' or 'copied-to-tempdir'"
-            )
-        _check_task_options(task_options)
-        options = ExperimentOptions(
+        options = _register_options(
             retries=retries,
-            execution_timeout=_duration("execution_timeout", execution_timeout),
-            schedule_timeout=_duration("schedule_timeout", schedule_timeout),
-            desired_worker_labels=dict(desired_worker_labels or {}),
-            task_options=task_options,
+            execution_timeout=execution_timeout,
+            schedule_timeout=schedule_timeout,
+            desired_worker_labels=desired_worker_labels,
             auto_fetch_files=auto_fetch_files,
-            copy_files_to_tempdir=local_file_location == "copied-to-tempdir",
+            local_file_location=local_file_location,
             inject_workflow_run_id=inject_workflow_run_id,
+            worker=worker,
+            task_options=task_options,
         )
 
         def decorate(fn: Callable[..., Any]) -> ExperimentRunnable:
             # The decorating scope: specs defined next to a function inside a function.
             caller = sys._getframe(1)
             localns = dict(caller.f_locals) if caller.f_code.co_name != "<module>" else None
-            input_parameter, input_spec, output_spec, wants_tempdir = inspect_signature(fn, localns)
-            if options.copy_files_to_tempdir and options.auto_fetch_files and not wants_tempdir:
-                raise ExperimentOptionsError(
-                    f"{_describe(fn)}: local_file_location='copied-to-tempdir' copies file "
-                    "inputs into the tempdir, so the function must take `tempdir: Path`"
-                )
-            runnable = ExperimentRunnable(
-                fn,
-                name=name or fn.__name__,
-                description=description or inspect.getdoc(fn),
-                input_spec=input_spec,
-                output_spec=output_spec,
-                input_parameter=input_parameter,
-                wants_tempdir=wants_tempdir,
-                options=options,
-            )
-            return cls.Include(runnable)
+            return cls.Include(_runnable_of(fn, name, description, options, localns))
 
         return decorate
 

@@ -503,8 +503,11 @@ def test_leaf_results_keep_their_exact_types_through_storage() -> None:
         },
         file_refs={"report": "s3://b/k/report.txt"},
         frames={"rows": frame},
+        extra_frames={"hourly": frame.with_columns(pl.col("step").cast(pl.Int32))},
     )
     back = hx.decode_leaf_result(hx.encode_leaf_result(result))
+    assert back.extra_frames["hourly"].equals(result.extra_frames["hourly"])
+    assert back.extra_frames["hourly"].schema["step"] == pl.Int32
 
     assert (back.sort_index, back.workflow_run_id, back.root_workflow_run_id) == (7, "wf-7", None)
     assert (back.file_refs, back.failure) == (result.file_refs, None)

@@ -330,3 +330,36 @@ def test_an_included_workflow_is_allocated_as_a_one_off_run(
             )
     finally:
         ExperimentRegistry.unregister("wall_pipeline")
+
+
+def test_an_undeclared_frame_that_breaks_the_inferred_schema_fails_only_its_spec(tmp_path):
+    from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+    from scythe.engines.local import LocalEngine
+
+    class Step(ExperimentInputSpec):
+        k: int
+
+    class Out(ExperimentOutputSpec):
+        total: float
+
+    @ExperimentRegistry.Register(name="compat_frames")
+    def steps(input_spec: Step) -> Out:
+        import pandas as pd
+
+        values = [1.5, 2.5] if input_spec.k != 2 else ["a", "b"]  # spec 2 changes the type
+        frame = pd.DataFrame({"value": values})
+        frame.index = input_spec.make_multiindex(n_rows=2)
+        return Out(total=float(input_spec.k), dataframes={"trace": frame})
+
+    try:
+        run, ref = BaseExperiment(runnable="compat_frames", storage=tmp_path).allocate(
+            [Step(k=k) for k in range(4)], engine=LocalEngine(slots=0)
+        )
+        assert ref.result().status == "partial"
+        results = run.results()
+        assert results.dataframes["trace"]["sort_index"].unique().sort().to_list() == [0, 1, 3]
+        (failure,) = results.failures.iter_rows(named=True)
+        assert failure["sort_index"] == 2 and failure["error_type"] == "OutputValidationError"
+        assert "column 'value' is String, expected Float64" in failure["message"]
+    finally:
+        ExperimentRegistry.unregister("compat_frames")
