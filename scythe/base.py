@@ -242,17 +242,20 @@ class ExperimentOutputSpec(BaseSpec):
     - ``FileReference`` fields go to ``result_file_refs`` as URIs;
     - fields typed ``pandera.typing.polars.DataFrame[Model]`` each get a table
       of their own, with the model's columns;
-    - ``dataframes`` holds extra, undeclared frames by name. They have no
-      compiled schema, so runs do not store them yet: a leaf that returns any
-      becomes a ``failures`` row saying so (declare a ``DataFrame[Model]``
-      field instead).
+    - ``dataframes`` holds extra, undeclared frames (pandas or polars) by
+      name, as scythe-engine 1.x had them. Each name gets a table too: its
+      schema is inferred from the first frame stored under that name in the
+      run, and a later frame that does not match it fails its spec. A pandas
+      frame's index levels become columns (``make_multiindex`` levels are the
+      spec's own index; its ``sort_subindex`` keeps the row order). Declare a
+      ``DataFrame[Model]`` field for checked columns.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     dataframes: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra, undeclared frames by name (not stored by runs yet).",
+        description="Extra, undeclared frames by name; each gets a table with an inferred schema.",
         exclude=True,
     )
 
