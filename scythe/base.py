@@ -47,7 +47,7 @@ class SpecScope:
     """
 
     prefix: str
-    log: Callable[[str], None]
+    log: Callable[[Any, str], None]  # (the spec, the message)
     fetch: Callable[[str, Path, bool], Path]
 
 
@@ -205,7 +205,7 @@ class ExperimentInputSpec(BaseSpec):
         """Log ``msg`` for this spec: to the engine's log while running, else to ``logging``."""
         scope = SPEC_SCOPE.get()
         if scope is not None:
-            scope.log(msg)
+            scope.log(self, msg)
         else:
             _logger.info(msg)
 

@@ -9,6 +9,7 @@ escapes to stop the rest of the batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -50,6 +51,11 @@ class LeafContext:
     workflow_run_id: str | None = None
     root_workflow_run_id: str | None = None
     log: Callable[[str], None] | None = None  # the engine's log for the running leaf
+
+    @functools.cached_property
+    def scope(self) -> SpecScope:
+        """The spec scope of this context's leaves (built once per node, not per spec)."""
+        return spec_scope(self)
 
 
 @dataclass
@@ -260,7 +266,7 @@ def call_once(
     local_spec = _spec_for_call(spec, experiment)
     if fields and options.auto_fetch_files:
         local_spec = localize_inputs(local_spec, fields, ctx.cache_dir)
-    token = SPEC_SCOPE.set(spec_scope(ctx, spec))
+    token = SPEC_SCOPE.set(ctx.scope)
     try:
         if experiment.wants_tempdir:
             with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
@@ -286,17 +292,17 @@ def copy_inputs(
     return spec.model_copy(update=updates) if updates else spec
 
 
-def spec_scope(ctx: LeafContext, spec: ExperimentInputSpec) -> SpecScope:
-    """What ``spec.prefix``, ``spec.log`` and ``spec.fetch_uri`` reach while ``spec`` runs."""
+def spec_scope(ctx: LeafContext) -> SpecScope:
+    """What ``spec.prefix``, ``spec.log`` and ``spec.fetch_uri`` reach while a spec of ``ctx`` runs."""
     uri = ctx.store.uri(ctx.layout.run_id)
     if uri.startswith("s3://"):
         uri = uri.split("/", 3)[3]  # the key under the bucket, as scythe-engine 1.x gave it
-    label = f"[{ctx.layout.run_id} spec {spec.sort_index}]"
+    run_id, engine_log = ctx.layout.run_id, ctx.log
 
-    def log(msg: str) -> None:
-        _logger.info("%s %s", label, msg)
-        if ctx.log is not None:
-            ctx.log(msg)
+    def log(spec: ExperimentInputSpec, msg: str) -> None:
+        _logger.info("[%s spec %s] %s", run_id, spec.sort_index, msg)
+        if engine_log is not None:
+            engine_log(msg)
 
     def fetch(source: str, target: Path, use_cache: bool) -> Path:
         return download(source, target, use_cache=use_cache)
