@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -297,7 +297,7 @@ class BaseExperiment:
                 "overwrite_experiment_id=False is not supported: every row of a run's tables "
                 "carries the run's id as experiment_id"
             )
-        single = isinstance(specs, BaseModel)
+        single = isinstance(specs, BaseModel | Mapping)  # one spec (or its fields), not a list
         if self.runnable.workflow is not None and not single:
             raise ExperimentDefinitionError(
                 f"{self.name!r} is a Hatchet workflow, which runs one spec per allocation: "

@@ -136,6 +136,9 @@ def test_a_single_spec_is_a_one_off_run_whose_ref_gives_the_output(tmp_path, wea
     assert run.store.exists(run.layout.workflow_spec)
     assert not run.store.list_keys(f"{run.run_id}/scatter-gather/nodes")[1:]  # one node, no tree
     assert output.dataframes["monthly"].height == 12
+    fields = {"r_value": 3.0, "climate": "cold", "weather_file": str(weather)}
+    _, from_fields = experiment.allocate(fields, engine=LocalEngine(slots=0))  # a dict is one spec
+    assert from_fields.result().peak_month == output.peak_month
 
 
 def test_a_failing_single_spec_is_a_failures_row_and_a_typed_error(tmp_path, weather):
