@@ -456,6 +456,8 @@ def record_inferred_tables(run: RunHandle, inferred: dict[str, TableSchema]) -> 
     for name, table in inferred.items():
         tables.create_table(run.store, run.layout.table(name), table)
     stored = load_yaml(run.store.get_bytes(run.layout.table_schemas))
+    if "format" not in stored:  # a run stored in the first format: the tables at the top level
+        stored = {"format": 2, "tables": stored}
     missing = {n: t for n, t in inferred.items() if n not in stored["tables"]}
     if missing:
         stored["tables"].update(
