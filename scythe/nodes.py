@@ -391,7 +391,11 @@ def stage_node(
         manifest_key=run.layout.node_manifest(name),
     )
     body = {"result": result.model_dump(), "tables": staged}
-    run.store.put_bytes(result.manifest_key, json.dumps(body).encode())
+    if not run.store.put_if_absent(result.manifest_key, json.dumps(body).encode()):
+        # Another attempt of this node finished first: its files are the node's, ours are not.
+        winner = stored_result(run, name)
+        assert winner is not None
+        return winner
     return result
 
 

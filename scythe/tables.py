@@ -17,6 +17,7 @@ import io
 import json
 import math
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -106,9 +107,11 @@ def stage_frame(
 ) -> StagedFile | None:
     """Write ``frame`` as one Parquet data file inside the table at ``key``; return its reference.
 
-    The file name is derived from ``name`` (the staging node), so a retried
-    node overwrites its own uncommitted file instead of adding another.
-    Returns None for an empty frame.
+    The file name holds ``name`` (the staging node) and a random id, and the
+    file is written only if absent: no writer, however late, ever rewrites a
+    file, so a table version always shows what it showed when committed. A
+    retried node stages new files; only the ones its node manifest names are
+    committed. Returns None for an empty frame.
     """
     if frame.height == 0:
         return None
@@ -116,8 +119,11 @@ def stage_frame(
     buffer = io.BytesIO()
     pq.write_table(arrow, buffer, compression="zstd")
     data = buffer.getvalue()
-    path = f"part-{name}.zstd.parquet"  # relative to the table, as Delta's log records it
-    store.put_bytes(f"{key}/{path}", data)
+    path = (
+        f"part-{name}-{uuid.uuid4().hex}.zstd.parquet"  # relative to the table, as in Delta's log
+    )
+    if not store.put_if_absent(f"{key}/{path}", data):
+        raise TableError(f"staged file {path} of table {table.name!r} exists already")
     return StagedFile(
         path=path,
         size=len(data),
@@ -194,6 +200,12 @@ def commit_staged(
     paths = [f.path for f in files]
     if len(set(paths)) != len(paths):
         raise TableError(f"table {table.name!r}: staged files repeat a path: {sorted(paths)}")
+    missing = [p for p in paths if not store.exists(f"{key}/{p}")]
+    if missing:  # never commit a reference to a file that is not there
+        raise TableError(
+            f"table {table.name!r}: {len(missing)} staged file(s) are missing, e.g. {missing[0]}; "
+            "resume the run to stage them again"
+        )
     from deltalake.transaction import CommitProperties, Transaction
 
     delta = _open(store, key)
@@ -232,10 +244,15 @@ def conform(frame: pl.DataFrame, table: TableSchema) -> pl.DataFrame:
 
 
 def frame_from_rows(rows: Sequence[dict[str, Any]], table: TableSchema) -> pl.DataFrame:
-    """Build a frame with the table's exact dtypes from row dicts."""
+    """Build a frame with the table's exact dtypes from row dicts.
+
+    Built column by column: polars' row-wise constructor would truncate a
+    float given for an integer column, and a value must keep its type.
+    """
     if not rows:
         return table.empty_frame()
-    return pl.DataFrame(rows, schema=table.polars_schema(), strict=True)
+    columns = {name: [row[name] for row in rows] for name in table.names}
+    return pl.DataFrame(columns, schema=table.polars_schema(), strict=True)
 
 
 def read_table(
