@@ -40,7 +40,14 @@ from scythe.errors import (
     StorageURIError,
     UnsupportedOptionError,
 )
-from scythe.layout import RunLayout, RunManifest, read_manifest, run_id_of, version_prefix
+from scythe.layout import (
+    RunLayout,
+    RunManifest,
+    driver_alive,
+    read_manifest,
+    run_id_of,
+    version_prefix,
+)
 from scythe.nodes import resolve_experiment
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
 from scythe.results import Results, ResultTables, stored_table_schemas
@@ -513,9 +520,16 @@ class ExperimentRun:
         return stored_table_schemas(self.store, self.layout)
 
     def status(self) -> RunStatusCounts:
-        """Status and counts from the manifest (complete, partial, running...)."""
+        """Status and counts from the manifest (complete, partial, running...).
+
+        A ``running`` run whose driver stopped writing its heartbeat (killed,
+        or its machine lost) is ``interrupted``: resume it.
+        """
         manifest = self.manifest
-        return RunStatusCounts(manifest.status, manifest.done, manifest.failed, manifest.spec_count)
+        status = manifest.status
+        if status == "running" and not driver_alive(self.store, self.layout):
+            status = "interrupted"
+        return RunStatusCounts(status, manifest.done, manifest.failed, manifest.spec_count)
 
     def results(self, *, validate: bool = True) -> Results:
         """The run's results: validated polars frames in ``sort_index`` order.

@@ -10,6 +10,7 @@ Same layout on a local directory and on S3 (DESIGN.md §3)::
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,7 +23,10 @@ from scythe.scatter_gather import RecursionMap
 if TYPE_CHECKING:
     from scythe.storage import Store
 
-RunStatus = Literal["allocated", "running", "complete", "partial", "incomplete", "cancelled"]
+RunStatus = Literal[
+    "allocated", "running", "complete", "partial", "incomplete", "cancelled", "interrupted"
+]
+STALE_BEATS = 3  # a driver that missed this many heartbeats is taken for dead
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class RunLayout:
     @property
     def table_schemas(self) -> str:
         return f"{self.run_id}/table_schemas.yml"
+
+    @property
+    def heartbeat(self) -> str:
+        """Written by the driver every few seconds while it runs the run."""
+        return f"{self.run_id}/heartbeat.json"
 
     @property
     def workflow_spec(self) -> str:
@@ -164,6 +173,21 @@ class RunManifest(BaseModel):
 def read_manifest(store: Store, layout: RunLayout) -> RunManifest:
     """The run's ``manifest.yml``."""
     return RunManifest.from_yaml(store.get_bytes(layout.manifest))
+
+
+def write_heartbeat(store: Store, layout: RunLayout, interval: float) -> None:
+    """Record that the run's driver is alive now, and how often it says so."""
+    beat = {"at": datetime.now(UTC).isoformat(), "interval": interval}
+    store.put_bytes(layout.heartbeat, json.dumps(beat).encode())
+
+
+def driver_alive(store: Store, layout: RunLayout, now: datetime | None = None) -> bool:
+    """Whether the driver of a ``running`` run has written a heartbeat recently enough."""
+    if not store.exists(layout.heartbeat):
+        return False
+    beat = json.loads(store.get_bytes(layout.heartbeat))
+    age = ((now or datetime.now(UTC)) - datetime.fromisoformat(beat["at"])).total_seconds()
+    return age <= STALE_BEATS * float(beat["interval"]) + 1.0
 
 
 def update_manifest(store: Store, layout: RunLayout, **changes: Any) -> RunManifest:

@@ -212,6 +212,12 @@ class ScytheSettings(BaseSettings):
         ge=1,
         description="Number of worker processes of the local engine; unset for os.cpu_count().",
     )
+    HEARTBEAT: timedelta = Field(
+        default=timedelta(seconds=10),
+        gt=timedelta(0),
+        description="How often the local engine's driver records that it is alive; a run "
+        f"whose driver missed three is shown as interrupted. As {_DURATION_HELP}.",
+    )
     HATCHET_EMBEDDED: bool = Field(
         default=False,
         description="Connect the hatchet engine to an embedded Hatchet engine on this machine "
@@ -235,7 +241,7 @@ class ScytheSettings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("HATCHET_FAN_TIMEOUT", mode="before")
+    @field_validator("HATCHET_FAN_TIMEOUT", "HEARTBEAT", mode="before")
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
         return parse_duration(value)

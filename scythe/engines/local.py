@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from scythe.errors import EngineConfigError, EngineError, ExperimentImportError
-from scythe.layout import update_manifest
+from scythe.layout import update_manifest, write_heartbeat
 from scythe.nodes import (
     finalize_run,
     gather_node,
@@ -46,7 +46,7 @@ from scythe.scatter_gather import (
     ScatterGatherResult,
     plan_children,
 )
-from scythe.settings import timeout_settings
+from scythe.settings import scythe_settings, timeout_settings
 from scythe.storage import known_stores, remember_store
 
 POLL_SECONDS = 0.2
@@ -95,8 +95,30 @@ class _SharedProgress:
         self.shared[CURRENT_SPEC] = IDLE
 
 
-def _worker_main(conn: Connection, shared: Any) -> None:
+PARENT_CHECK_SECONDS = 0.5
+ORPHANED_EXIT_CODE = 70
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Exit as soon as the driver process is gone (killed, crashed): never work for nobody.
+
+    A thread watches the parent's pid; when the driver dies the worker is
+    re-parented, and it exits at once, without writing anything more.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_SECONDS)
+            if os.getppid() != parent_pid:
+                os._exit(ORPHANED_EXIT_CODE)
+
+    threading.Thread(target=watch, name="scythe-parent-watch", daemon=True).start()
+
+
+def _worker_main(conn: Connection, shared: Any, parent_pid: int | None = None) -> None:
     """Loop of one worker process: run terminal nodes sent by the driver."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the driver decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A node allocates a few objects per spec, nearly all freed by reference
@@ -267,8 +289,6 @@ class LocalEngine:
 
     def __init__(self, slots: int | None = None, *, progress: bool | None = None) -> None:
         if slots is None:
-            from scythe.settings import scythe_settings
-
             slots = scythe_settings().SLOTS or os.cpu_count() or 1
         if slots < 0:
             raise EngineConfigError(f"slots must be >= 0, got {slots}")
@@ -327,8 +347,10 @@ class LocalEngine:
         self, root: ScatterGatherInput, experiment: ExperimentRunnable, ref: LocalRunRef
     ) -> None:
         progress = ref.progress or Progress(root.n_specs, show=False, label=experiment.name)
+        beating = _Heartbeat(root)
         try:
             self._set_status(root, "running", None)
+            beating.start()
             terminal = self._run_terminal_nodes(root, experiment, ref, progress)
             if ref._cancel.is_set():
                 self._set_status(
@@ -345,6 +367,7 @@ class LocalEngine:
                         root, "incomplete", f"{type(exc).__name__}: {exc}"[:2000] + "; resume it"
                     )
         finally:
+            beating.stop()
             progress.close()
             ref._finished.set()
 
@@ -410,6 +433,34 @@ class LocalEngine:
         update_manifest(run.store, run.layout, status=status, message=message)
 
 
+class _Heartbeat:
+    """Writes the run's heartbeat while the driver runs it, so a dead driver shows."""
+
+    def __init__(self, root: ScatterGatherInput) -> None:
+        self.root = root
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        interval = scythe_settings().HEARTBEAT.total_seconds()
+        run = handle_for(self.root)
+
+        def beat() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # a missed beat is not worth a failed run
+                    write_heartbeat(run.store, run.layout, interval)
+                if self._stop.wait(interval):
+                    return
+
+        self._thread = threading.Thread(target=beat, name="scythe-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
 class _InProcessProgress:
     """Leaf progress of a run executed in the driver's process (``slots=0``)."""
 
@@ -467,7 +518,10 @@ class _WorkerPool:
         parent, child = self.context.Pipe(duplex=True)
         shared = self.context.Array("d", [IDLE, 0.0, 0.0, 0.0], lock=False)
         process = self.context.Process(
-            target=_worker_main, args=(child, shared), daemon=True, name="scythe-local-worker"
+            target=_worker_main,
+            args=(child, shared, os.getpid()),
+            daemon=True,
+            name="scythe-local-worker",
         )
         with _single_threaded_libraries():
             process.start()
