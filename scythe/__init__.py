@@ -17,6 +17,7 @@ from scythe.base import (
     FileReference,
     OptionalFileReference,
 )
+from scythe.errors import NonRetryableError
 from scythe.registry import ExperimentRegistry
 from scythe.scatter_gather import RecursionMap, ScatterGatherInput, ScatterGatherResult
 
@@ -62,6 +63,7 @@ __all__ = [
     "FileReference",
     "HatchetEngine",
     "LocalEngine",
+    "NonRetryableError",
     "OptionalFileReference",
     "RecursionMap",
     "Results",

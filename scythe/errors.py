@@ -165,6 +165,14 @@ class TableNotFoundError(_MissingKeyMessage, TableError, KeyError):
     """A run or schema has no table of that name."""
 
 
+class TableMissingError(TableError, LookupError):
+    """A table the run's schema names is gone from storage (deleted or never created)."""
+
+
+class ManifestError(StorageError, ValueError):
+    """A run's ``manifest.yml`` cannot be parsed or does not hold a valid manifest."""
+
+
 class ColumnNotFoundError(_MissingKeyMessage, TableError, KeyError):
     """A table schema has no column of that name."""
 
@@ -182,6 +190,17 @@ class RunNotFoundError(ScytheError, LookupError):
 
 class LeafError(ScytheError):
     """A leaf's function returned something other than its output spec."""
+
+
+class OutputValidationError(LeafError, ValueError):
+    """A spec's output does not fit the run's schema (a wrong type, a failed check)."""
+
+
+class NonRetryableError(ScytheError):
+    """Raise it (or a subclass) from an experiment to fail the spec at once, without retries.
+
+    The spec's failures row has the error's own class name and message.
+    """
 
 
 class SpecFailedError(LeafError):

@@ -28,6 +28,7 @@ from typing import Any, overload
 
 from pydantic import BaseModel
 
+from scythe import tables
 from scythe.allocation import AllocationPlan, default_recursion_map, plan_allocation, write_run
 from scythe.base import ExperimentInputSpec
 from scythe.engines import Engine, RunRef, get_engine
@@ -35,9 +36,11 @@ from scythe.engines.local import LocalEngine
 from scythe.errors import (
     ExperimentDefinitionError,
     ExperimentNameError,
+    ManifestError,
     RunNotFoundError,
     SpecValidationError,
     StorageURIError,
+    TableMissingError,
     UnsupportedOptionError,
 )
 from scythe.layout import (
@@ -52,7 +55,7 @@ from scythe.nodes import resolve_experiment
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
 from scythe.results import Results, ResultTables, stored_table_schemas
 from scythe.scatter_gather import RecursionMap, RunSummary, ScatterGatherInput
-from scythe.schema import TableSchema
+from scythe.schema import SPECS, TableSchema
 from scythe.settings import StorageSettings
 from scythe.storage import S3Store, Store, open_store, remember_store
 from scythe.versions import SemVer, VersionBump, resolve_version
@@ -60,6 +63,7 @@ from scythe.versions import SemVer, VersionBump, resolve_version
 __all__ = [
     "AllocationPlan",
     "BaseExperiment",
+    "CorruptManifestWarning",
     "ExperimentRun",
     "LocalEngine",
     "ResultTables",
@@ -74,6 +78,10 @@ __all__ = [
 
 class UnfinishedRunWarning(UserWarning):
     """Results were read from a run that is not complete or partial."""
+
+
+class CorruptManifestWarning(UserWarning):
+    """A run opened with ``repair=True`` has a corrupt manifest: its tables are read without it."""
 
 
 def _as_store(storage: str | Path | Store | None) -> Store:
@@ -447,16 +455,29 @@ class ExperimentRun:
     """
 
     def __init__(
-        self, run_id: str, *, store: Store, experiment: ExperimentRunnable | None = None
+        self,
+        run_id: str,
+        *,
+        store: Store,
+        experiment: ExperimentRunnable | None = None,
+        repair: bool = False,
     ) -> None:
         self.run_id = run_id
         self.store = store
         self.layout = RunLayout(run_id)
         self._experiment = experiment
+        self.repair = repair
 
     @classmethod
-    def open(cls, run_id: str, *, storage: str | Path | Store | None = None) -> ExperimentRun:
+    def open(
+        cls, run_id: str, *, storage: str | Path | Store | None = None, repair: bool = False
+    ) -> ExperimentRun:
         """Open a stored run by its id, e.g. from another process; needs only the storage.
+
+        A run whose ``manifest.yml`` is corrupt raises ``ManifestError`` on
+        ``status()`` and ``results()``; opened with ``repair=True`` its
+        results are read from the tables (with a ``CorruptManifestWarning``)
+        and its status is counted from them. The manifest file is left as it is.
 
         >>> import tempfile
         >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
@@ -475,7 +496,7 @@ class ExperimentRun:
         >>> ExperimentRegistry.unregister("doctest_open")
         """
         store = _as_store(storage)
-        run = cls(run_id.strip("/"), store=store)
+        run = cls(run_id.strip("/"), store=store, repair=repair)
         if not store.exists(run.layout.manifest):
             raise RunNotFoundError(f"no run {run_id!r} in {store.uri()} (no {run.layout.manifest})")
         return run
@@ -525,11 +546,33 @@ class ExperimentRun:
         A ``running`` run whose driver stopped writing its heartbeat (killed,
         or its machine lost) is ``interrupted``: resume it.
         """
-        manifest = self.manifest
+        manifest = self._readable_manifest()
+        if manifest is None:
+            return self._status_from_tables()
         status = manifest.status
         if status == "running" and not driver_alive(self.store, self.layout):
             status = "interrupted"
         return RunStatusCounts(status, manifest.done, manifest.failed, manifest.spec_count)
+
+    def _readable_manifest(self) -> RunManifest | None:
+        """The manifest; None (with a warning) if it is corrupt and the run was opened to repair."""
+        try:
+            return self.manifest
+        except ManifestError as err:
+            if not self.repair:
+                raise
+            warnings.warn(f"{err}; reading the run's tables", CorruptManifestWarning, stacklevel=3)
+            return None
+
+    def _status_from_tables(self) -> RunStatusCounts:
+        """Counts from what the tables hold (for a run whose manifest cannot be read)."""
+        results = Results(self.store, self.layout, validate=False)
+        total = results.table(SPECS).height
+        done, failed = results.scalars.height, results.failures.height
+        status = (
+            "complete" if done == total else "partial" if done + failed == total else "incomplete"
+        )
+        return RunStatusCounts(status, done, failed, total)
 
     def results(self, *, validate: bool = True) -> Results:
         """The run's results: validated polars frames in ``sort_index`` order.
@@ -556,8 +599,9 @@ class ExperimentRun:
         0
         >>> ExperimentRegistry.unregister("doctest_results")
         """
-        status = self.manifest.status
-        if status not in ("complete", "partial"):
+        manifest = self._readable_manifest()
+        status = manifest.status if manifest is not None else "complete"
+        if status not in ("complete", "partial", "failed"):
             warnings.warn(
                 f"run {self.run_id} is {status}: its results are not all committed yet",
                 UnfinishedRunWarning,
@@ -587,7 +631,23 @@ class ExperimentRun:
         'complete'
         >>> ExperimentRegistry.unregister("doctest_resume")
         """
-        return _submit(get_engine(engine), self.store, self.manifest, wait=wait)
+        manifest = self.manifest
+        self.experiment  # noqa: B018 - importable here, or ExperimentImportError before any change
+        self._check_tables()
+        return _submit(get_engine(engine), self.store, manifest, wait=wait)
+
+    def _check_tables(self) -> None:
+        """``TableMissingError`` if a table the run's schema names is gone from storage."""
+        missing = [
+            name
+            for name in [SPECS, *self.table_schemas()]
+            if not tables.table_exists(self.store, self.layout.table(name))
+        ]
+        if missing:
+            raise TableMissingError(
+                f"run {self.run_id} cannot be resumed: its table(s) {missing} are missing from "
+                f"{self.store.uri(self.run_id)}; the manifest is left as it was"
+            )
 
     def __repr__(self) -> str:
         return f"ExperimentRun({self.run_id!r})"

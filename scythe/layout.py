@@ -16,15 +16,23 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from scythe.errors import ManifestError
 from scythe.scatter_gather import RecursionMap
 
 if TYPE_CHECKING:
     from scythe.storage import Store
 
 RunStatus = Literal[
-    "allocated", "running", "complete", "partial", "incomplete", "cancelled", "interrupted"
+    "allocated",
+    "running",
+    "complete",
+    "partial",
+    "failed",
+    "incomplete",
+    "cancelled",
+    "interrupted",
 ]
 STALE_BEATS = 3  # a driver that missed this many heartbeats is taken for dead
 
@@ -171,8 +179,27 @@ class RunManifest(BaseModel):
 
 
 def read_manifest(store: Store, layout: RunLayout) -> RunManifest:
-    """The run's ``manifest.yml``."""
-    return RunManifest.from_yaml(store.get_bytes(layout.manifest))
+    """The run's ``manifest.yml``; ``ManifestError`` (naming the file and line) if it is corrupt."""
+    uri = store.uri(layout.manifest)
+    data = store.get_bytes(layout.manifest)
+    try:
+        return RunManifest.from_yaml(data)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ManifestError(
+            f"the manifest {uri} is not valid YAML{where}: {problem}. Its tables may still be "
+            "read: ExperimentRun.open(run_id, storage=..., repair=True).results()"
+        ) from None
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}" for e in err.errors()
+        )
+        raise ManifestError(
+            f"the manifest {uri} does not hold a valid run manifest: {problems}. Its tables may "
+            "still be read: ExperimentRun.open(run_id, storage=..., repair=True).results()"
+        ) from None
 
 
 def write_heartbeat(store: Store, layout: RunLayout, interval: float) -> None:

@@ -32,10 +32,18 @@ from scythe.base import (
     SpecScope,
     file_reference_uri,
 )
-from scythe.errors import LeafError
+from scythe.errors import LeafError, NonRetryableError, OutputValidationError
 from scythe.layout import RunLayout
 from scythe.registry import ExperimentRunnable
-from scythe.schema import BUILTIN_TABLES, PLAIN_TYPES, SORT_SUBINDEX, ExperimentSchema, cell
+from scythe.schema import (
+    BUILTIN_TABLES,
+    PLAIN_TYPES,
+    SORT_SUBINDEX,
+    ExperimentSchema,
+    cast_problem,
+    cell,
+    scalar_problem,
+)
 from scythe.storage import Store, open_store
 
 _logger = logging.getLogger("scythe.experiment")
@@ -74,6 +82,7 @@ class LeafResult:
     frames: dict[str, pl.DataFrame] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
     extra_frames: dict[str, pl.DataFrame] = field(default_factory=dict)  # undeclared ``dataframes``
+    retryable: bool = True  # False: the failure is final (NonRetryableError, a bad output)
 
     @property
     def ok(self) -> bool:
@@ -201,7 +210,14 @@ def _frame_rows(
     missing = [c.name for c in table.values if c.name not in frame.columns]
     if missing:
         raise LeafError(f"dataframe output {name!r} lacks columns {missing}")
-    # Cast here so a frame of the wrong types fails this spec, not its whole batch.
+    # Check and cast here so a frame of the wrong types fails this spec, not its whole batch.
+    for column in table.values:
+        problem = cast_problem(frame.get_column(column.name), column.dtype)
+        if problem:
+            raise OutputValidationError(
+                f"dataframe output {name!r}, column {column.name!r} "
+                f"(spec {index.get('sort_index')}): {problem}"
+            )
     return frame.select(
         [*columns, *[pl.col(c.name).cast(c.dtype, strict=True) for c in table.values]]
     )
@@ -325,9 +341,18 @@ def _result(
     fields = output.__dict__
     scalars = {}
     try:
-        for name in schema.scalars.value_names:
-            value = fields[name]
-            scalars[name] = value if type(value) in PLAIN_TYPES else cell(value)
+        for column in schema.scalars.values:
+            value = fields[column.name]
+            if type(value) in PLAIN_TYPES:
+                problem = scalar_problem(value, column.dtype)
+                if problem:
+                    raise OutputValidationError(
+                        f"output field {column.name!r} of {type(output).__name__} "
+                        f"(spec {spec.sort_index}): {problem}"
+                    )
+                scalars[column.name] = value
+            else:
+                scalars[column.name] = cell(value)
     except KeyError as missing:
         raise LeafError(
             f"{experiment.output_spec.__name__} has no field {missing}, which the run's stored "
@@ -404,11 +429,14 @@ def run_leaf(
         except Exception as exc:
             last = exc
             attempts = attempt
+            if isinstance(exc, NonRetryableError | OutputValidationError):
+                break  # deterministic: another try would fail the same way
     return LeafResult(
         spec.sort_index,
         ctx.workflow_run_id,
         ctx.root_workflow_run_id,
         failure=failure_row(last, attempts=attempts),
+        retryable=not isinstance(last, NonRetryableError | OutputValidationError),
     )
 
 

@@ -32,6 +32,7 @@ from scythe.base import ExperimentInputSpec, ExperimentOutputSpec
 from scythe.errors import (
     DuplicateExperimentError,
     ExperimentDefinitionError,
+    ExperimentImportError,
     ExperimentNotFoundError,
     ExperimentOptionsError,
 )
@@ -182,9 +183,22 @@ def _runnable_of(
 
 def load_runnable(module: str, qualname: str) -> ExperimentRunnable:
     """Import the registered experiment at ``module:qualname`` (how workers find it)."""
-    obj: Any = importlib.import_module(module)
+    where = f"{module}:{qualname}"
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as err:
+        raise ExperimentImportError(
+            f"cannot import the experiment {where}: {err}. Install or put its package on "
+            "sys.path (PYTHONPATH) in this process, or import it before opening the run"
+        ) from err
     for part in qualname.split("."):
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ExperimentImportError(
+                f"the experiment {where} is not in module {module!r} (no attribute {part!r}): "
+                "was it renamed or moved since the run was allocated?"
+            ) from None
     if not isinstance(obj, ExperimentRunnable):
         raise ExperimentDefinitionError(
             f"{module}:{qualname} is a {type(obj).__name__}, not a registered experiment"

@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from scythe.errors import ResultValidationError, TableError
+from scythe.errors import ResultValidationError, TableError, TableMissingError
 from scythe.schema import TableSchema
 from scythe.storage import Store
 
@@ -62,10 +62,20 @@ class StagedFile(BaseModel):
 
 def _open(store: Store, key: str, version: int | None = None) -> DeltaTable:
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
-    return DeltaTable(
-        store.table_uri(key), version=version, storage_options=store.storage_options()
-    )
+    uri = store.table_uri(key)
+    try:
+        return DeltaTable(uri, version=version, storage_options=store.storage_options())
+    except TableNotFoundError as err:
+        raise TableMissingError(
+            f"no Delta table at {uri}: it was deleted or never created ({err})"
+        ) from None
+
+
+def table_exists(store: Store, key: str) -> bool:
+    """Whether the Delta table at ``key`` exists (its first log entry is there)."""
+    return store.exists(f"{key}/_delta_log/{0:020d}.json")
 
 
 def create_table(store: Store, key: str, table: TableSchema) -> None:

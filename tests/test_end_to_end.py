@@ -365,10 +365,16 @@ def test_outputs_of_the_wrong_type_fail_only_their_spec(experiment):
     results = run.results()
     assert results.scalars["sort_index"].to_list() == [0, 3, 4]
     failures = {r["sort_index"]: r for r in results.failures.iter_rows(named=True)}
-    assert failures[1]["error_type"] == "InvalidOperationError"
-    assert "column 'value'" in failures[1]["message"]
+    assert failures[1]["error_type"] == "OutputValidationError"
+    assert failures[1]["message"] == (
+        "dataframe output 'rows', column 'value' (spec 1): declared Float64 but holds String "
+        "values (e.g. 'not a number'): values are not converted"
+    )
+    assert failures[1]["attempts"] == 1  # a wrong type is not retried
     assert failures[2]["error_type"] == "OutputValidationError"
-    assert "does not fit table 'scalars'" in failures[2]["message"]
+    assert failures[2]["message"] == (
+        "output field 'y' of ProbeOut (spec 2): declared Float64 but holds 'not a number' (str)"
+    )
 
 
 def test_timeout_kills_an_overrunning_spec_and_records_it(experiment):

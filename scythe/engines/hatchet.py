@@ -376,7 +376,7 @@ def run_leaf_task(inp: LeafInput, ctx: Context) -> LeafOutput:
     result = run_leaf(
         run.experiment, run.schema, inp.spec, leaf_ctx, tries=1, first_attempt=ctx.attempt_number
     )
-    if result.failure is not None and ctx.attempt_number < ctx.max_attempts:
+    if result.failure is not None and result.retryable and ctx.attempt_number < ctx.max_attempts:
         failure = result.failure
         raise LeafAttemptError(
             f"spec {result.sort_index} attempt {ctx.attempt_number} of {ctx.max_attempts} failed: "

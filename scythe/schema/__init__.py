@@ -5,6 +5,7 @@ One module per concern:
 
 - :mod:`scythe.schema.columns` — what a compiled schema is (columns, tables);
 - :mod:`scythe.schema.compile` — spec classes to schemas (:func:`compile_experiment`);
+- :mod:`scythe.schema.exact` — whether a value fits its column without changing;
 - :mod:`scythe.schema.stored` — the form stored with a run, and back;
 - :mod:`scythe.schema.multiindex` — pandas interop (loaded on first use: it imports pandas);
 - :mod:`scythe.schema.json_schema` — the specs' JSON Schema.
@@ -49,6 +50,7 @@ from scythe.schema.compile import (
     feature_types,
     index_columns,
 )
+from scythe.schema.exact import cast_problem, scalar_problem
 from scythe.schema.json_schema import experiment_io_spec
 from scythe.schema.stored import (
     schema_from_dict,
@@ -88,6 +90,7 @@ __all__ = [
     "ExperimentSchema",
     "TableSchema",
     "arrow_type",
+    "cast_problem",
     "cell",
     "compile_experiment",
     "compile_field",
@@ -99,6 +102,7 @@ __all__ = [
     "from_pandas",
     "index_columns",
     "pandas_dtype",
+    "scalar_problem",
     "schema_from_dict",
     "schema_to_dict",
     "table_from_dict",
