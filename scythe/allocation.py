@@ -39,7 +39,7 @@ import polars as pl
 from scythe import tables
 from scythe.base import ExperimentInputSpec, parse_specs
 from scythe.batches import check_specs_frame, specs_frame, write_batch
-from scythe.errors import RecursionMapError, RunFolderError, SpecValidationError
+from scythe.errors import RecursionMapError, RunFolderError, RunOptionError, SpecValidationError
 from scythe.layout import RunLayout, RunManifest, dump_yaml, run_id_of, run_time_folder
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, TreeNode, iter_terminal_nodes
@@ -60,6 +60,8 @@ MAX_TERMINAL_SPECS = 1000
 MAX_TERMINAL_SPECS_SCALAR_ONLY = 10_000
 # Threads writing a new run's tables and batches (see _write_tables).
 WRITE_THREADS = 8
+# The smallest terminal node the default tree makes for a failure policy.
+MIN_POLICY_NODE = 10
 
 Problem = tuple[int | None, str, object, str]
 
@@ -162,6 +164,8 @@ class AllocationPlan:
     artifacts: InputArtifacts
     single: dict[str, Any] | None = None
     """The spec (as JSON data) of a one-off run: one spec allocated on its own, no tree."""
+    max_failure_ratio: float | None = None
+    """Stop the run once more than this share of its specs failed (None: run them all)."""
 
     @property
     def n_specs(self) -> int:
@@ -180,13 +184,17 @@ def plan_allocation(
     overwrite_sort_index: bool = True,
     parallelism: int = 1,
     single: bool = False,
+    max_failure_ratio: float | None = None,
 ) -> AllocationPlan:
     """Validate ``specs``, compile the schema, plan the tree and list the files to upload.
 
     Pure: no storage, no engine. Every invalid spec is reported in one
     ``SpecValidationError``; the caller's spec objects are never modified.
-    ``single`` plans a one-off run of one spec: one node, no tree.
+    ``single`` plans a one-off run of one spec: one node, no tree. With
+    ``max_failure_ratio`` the default tree has smaller nodes, so that a run
+    stops soon after passing it (engines stop between nodes).
     """
+    check_failure_ratio(max_failure_ratio)
     parsed = parse_specs(experiment.input_spec, specs)
     if not parsed:
         raise SpecValidationError(f"no specs to allocate for {experiment.name!r}")
@@ -199,6 +207,9 @@ def plan_allocation(
     frame = specs_frame(parsed, schema, sort_index, feature_rows)
     check_specs_frame(frame, schema)
     max_node = MAX_TERMINAL_SPECS if schema.dataframes else MAX_TERMINAL_SPECS_SCALAR_ONLY
+    if max_failure_ratio is not None:  # a node is at most a quarter of the failure budget
+        budget = max_failure_ratio * len(parsed) / 4
+        max_node = max(MIN_POLICY_NODE, min(max_node, math.floor(budget)))
     rmap = recursion_map or default_recursion_map(len(parsed), parallelism, max_node=max_node)
     document = None
     if single:
@@ -210,7 +221,20 @@ def plan_allocation(
     if rmap.path:
         raise RecursionMapError(f"recursion_map.path must be empty at allocation, got {rmap.path}")
     artifacts = scan_artifacts(parsed, schema.input_file_fields)
-    return AllocationPlan(experiment, schema, frame, features, rmap, artifacts, document)
+    return AllocationPlan(
+        experiment, schema, frame, features, rmap, artifacts, document, max_failure_ratio
+    )
+
+
+def check_failure_ratio(ratio: float | None) -> None:
+    """``RunOptionError`` unless ``ratio`` is None or a number from 0 to 1."""
+    if ratio is None:
+        return
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+        raise RunOptionError(
+            f"max_failure_ratio={ratio!r}: give a share of the run's specs from 0 to 1 "
+            "(0.05 stops the run once more than 5% of its specs failed), or None"
+        )
 
 
 def _sort_index(specs: Sequence[ExperimentInputSpec], *, overwrite: bool) -> list[int]:
@@ -288,6 +312,7 @@ def claim_run_folder(
             recursion_map=plan.recursion_map,
             kind="single" if plan.single is not None else "batch",
             computed_features={k: v.__name__ for k, v in plan.features.items()},
+            max_failure_ratio=plan.max_failure_ratio,
         )
         if store.put_if_absent(RunLayout(run_id).manifest, manifest.to_yaml()):
             return manifest

@@ -55,10 +55,31 @@ def specs_frame(
             column = [cell(v) for v in column]
         values[name] = column
     extra = schema.extra_fields
-    values[EXTRA_JSON] = (
-        [s.model_dump_json(include=set(extra)) for s in specs] if extra else [None] * len(specs)
-    )
+    values[EXTRA_JSON] = _extra_json(specs, set(extra)) if extra else [None] * len(specs)
     return pl.DataFrame(values, schema=schema.specs.polars_schema(), strict=True)
+
+
+def _extra_json(specs: Sequence[ExperimentInputSpec], extra: set[str]) -> list[str]:
+    """The fields stored as JSON, per spec; a ``SpecValidationError`` names every value that is not."""
+    from pydantic_core import PydanticSerializationError
+
+    try:
+        return [s.model_dump_json(include=extra) for s in specs]
+    except PydanticSerializationError:
+        pass
+    problems: list[tuple[int | None, str, object, str]] = []
+    for i, spec in enumerate(specs):
+        for name in sorted(extra):
+            try:
+                spec.model_dump_json(include={name})
+            except PydanticSerializationError as err:
+                problems.append((i, name, getattr(spec, name), f"cannot be stored as JSON: {err}"))
+    name = type(specs[0]).__name__
+    raise SpecValidationError.from_problems(
+        f"{SpecValidationError.count_specs(problems)} invalid spec(s) of {name}",
+        problems,
+        spec_name=name,
+    )
 
 
 def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
@@ -79,8 +100,8 @@ def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
                 (
                     None if row is None else int(row),
                     str(case["column"]),
-                    case["failure_case"],
-                    f"fails {case['check']}",
+                    _failure_value(case["check"], case["failure_case"]),
+                    _check_message(case["check"], case["failure_case"]),
                 )
             )
         name = schema.input_spec.__name__
@@ -89,6 +110,22 @@ def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
             problems,
             spec_name=name,
         ) from err
+
+
+def _failure_value(check: str, value: object) -> object:
+    # pandera reports a float NaN as the string "NaN"
+    return float("nan") if check == "not_nullable" and value in ("NaN", "nan") else value
+
+
+def _check_message(check: str, value: object) -> str:
+    if check == "not_nullable" and str(value) in ("NaN", "nan"):
+        return (
+            "is NaN, which is not a value an input can hold; give a number, or make the field "
+            "optional (`float | None`) and pass None for a missing value"
+        )
+    if check == "not_nullable":
+        return "is missing (null) but the field is required"
+    return f"fails {check}"
 
 
 def write_batch(store: Store, key: str, frame: pl.DataFrame) -> None:

@@ -212,6 +212,10 @@ class SpecFailedError(LeafError):
         self.attempts = attempts
 
 
+class RunOptionError(ScytheError, ValueError):
+    """An option of ``allocate`` or ``resume`` has a value Scythe cannot use."""
+
+
 class UnsupportedOptionError(ScytheError, ValueError):
     """An option scythe-engine 1.x accepted that Scythe does not support (the message says why)."""
 

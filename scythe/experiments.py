@@ -29,7 +29,13 @@ from typing import Any, overload
 from pydantic import BaseModel
 
 from scythe import tables
-from scythe.allocation import AllocationPlan, default_recursion_map, plan_allocation, write_run
+from scythe.allocation import (
+    AllocationPlan,
+    check_failure_ratio,
+    default_recursion_map,
+    plan_allocation,
+    write_run,
+)
 from scythe.base import ExperimentInputSpec
 from scythe.engines import Engine, RunRef, get_engine
 from scythe.engines.local import LocalEngine
@@ -49,6 +55,7 @@ from scythe.layout import (
     driver_alive,
     read_manifest,
     run_id_of,
+    update_manifest,
     version_prefix,
 )
 from scythe.nodes import resolve_experiment
@@ -74,6 +81,16 @@ __all__ = [
     "VersionedExperiment",
     "default_recursion_map",
 ]
+
+
+class _Keep:
+    """The default of an option that keeps the run's stored value."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = _Keep()
 
 
 class UnfinishedRunWarning(UserWarning):
@@ -244,6 +261,7 @@ class BaseExperiment:
         *,
         engine: str | Engine | None = ...,
         wait: bool | None = ...,
+        max_failure_ratio: float | None = ...,
     ) -> tuple[ExperimentRun, SpecRunRef]: ...
 
     @overload
@@ -258,6 +276,7 @@ class BaseExperiment:
         *,
         engine: str | Engine | None = ...,
         wait: bool | None = ...,
+        max_failure_ratio: float | None = ...,
     ) -> tuple[ExperimentRun, RunRef]: ...
 
     def allocate(
@@ -271,6 +290,7 @@ class BaseExperiment:
         *,
         engine: str | Engine | None = None,
         wait: bool | None = None,
+        max_failure_ratio: float | None = None,
     ) -> tuple[ExperimentRun, RunRef | SpecRunRef]:
         """Validate ``specs``, store them, and submit the run to an engine.
 
@@ -287,6 +307,14 @@ class BaseExperiment:
         parallelism. ``s3_client`` is a boto3 client to reach S3 storage with.
         ``wait`` blocks until the run ends (default: the engine's choice: the
         local engine waits, Hatchet does not).
+
+        Failure policy: by default every spec runs and a run with failures
+        ends ``partial``. With ``max_failure_ratio`` (a share from 0 to 1)
+        the run stops dispatching nodes once more than that share of its specs
+        failed, commits what finished and ends ``failed`` with the reason
+        (the Hatchet engine applies it when the run ends). Raise
+        ``scythe.errors.NonRetryableError`` in the function to fail a spec
+        without retries.
 
         >>> import tempfile
         >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
@@ -328,6 +356,7 @@ class BaseExperiment:
             overwrite_sort_index=overwrite_sort_index,
             parallelism=run_engine.parallelism,
             single=single,
+            max_failure_ratio=max_failure_ratio,
         )
         run_engine.check(self.runnable)
         semver = resolve_version([v.version for v in self.list_versions()], version)
@@ -609,11 +638,20 @@ class ExperimentRun:
             )
         return Results(self.store, self.layout, validate=validate)
 
-    def resume(self, *, engine: str | Engine | None = None, wait: bool | None = None) -> RunRef:
-        """Run the nodes that have not finished (after a cancel or a crash) and finalize again.
+    def resume(
+        self,
+        *,
+        engine: str | Engine | None = None,
+        wait: bool | None = None,
+        max_failure_ratio: float | _Keep | None = KEEP,
+    ) -> RunRef:
+        """Run the nodes that have not finished (after a cancel, a crash or a policy stop).
 
         Nodes that finished are not run again and no row is committed twice,
-        so resuming a complete run only checks it again.
+        so resuming a complete run only checks it again. The run keeps its
+        failure policy unless ``max_failure_ratio`` is given (``1.0`` or
+        ``None`` lifts it, to finish a run the policy stopped); the new value
+        is recorded in the manifest.
 
         >>> import tempfile
         >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
@@ -632,6 +670,9 @@ class ExperimentRun:
         >>> ExperimentRegistry.unregister("doctest_resume")
         """
         manifest = self.manifest
+        if not isinstance(max_failure_ratio, _Keep):
+            check_failure_ratio(max_failure_ratio)
+            manifest = update_manifest(self.store, self.layout, max_failure_ratio=max_failure_ratio)
         self.experiment  # noqa: B018 - importable here, or ExperimentImportError before any change
         self._check_tables()
         return _submit(get_engine(engine), self.store, manifest, wait=wait)

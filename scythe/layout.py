@@ -163,6 +163,9 @@ class RunManifest(BaseModel):
         default="batch", description="single: a one-off run of one spec, triggered directly"
     )
     computed_features: dict[str, str] = Field(default_factory=dict)
+    max_failure_ratio: float | None = Field(
+        default=None, description="Failure policy: stop once more than this share of specs failed"
+    )
     status: RunStatus = "allocated"
     done: int = 0
     failed: int = 0

@@ -13,8 +13,10 @@ Engines decide where nodes run; this module decides what they do.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -440,7 +442,11 @@ def _sort_indices(run: RunHandle, table: str) -> pl.Series:
 
 def commit_run(run: RunHandle, root: ScatterGatherResult) -> None:
     """Commit every table's staged files once, under the root's app-transaction id."""
-    staged = collect_staged(run.store, root.manifest_key)
+    commit_staged_files(run, collect_staged(run.store, root.manifest_key))
+
+
+def commit_staged_files(run: RunHandle, staged: dict[str, list[tables.StagedFile]]) -> None:
+    """Commit these staged files, per table, under the root's app-transaction id (once each)."""
     transaction = tables.app_id(run.layout.run_id, ROOT_COMMITTER)
     inferred = run_tables(run, staged)
     if inferred:
@@ -504,7 +510,45 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
     """Commit every table once, check completeness, record the outcome in ``manifest.yml``."""
     run = handle_for(inp)
     commit_run(run, root)
-    summary = check_completeness(run)
+    return _record_outcome(run, apply_failure_policy(run, check_completeness(run)))
+
+
+def failure_limit(run: RunHandle) -> int | None:
+    """How many failed specs the run's failure policy tolerates (None: no policy).
+
+    Read from the stored manifest, not the cached one: ``resume`` may change it.
+    """
+    ratio = read_manifest(run.store, run.layout).max_failure_ratio
+    return None if ratio is None else math.floor(ratio * run.manifest.spec_count)
+
+
+def apply_failure_policy(run: RunHandle, summary: RunSummary) -> RunSummary:
+    """``summary`` marked ``failed`` if more specs failed than the failure policy tolerates."""
+    limit = failure_limit(run)
+    if limit is None or summary.failed <= limit:
+        return summary
+    ratio = read_manifest(run.store, run.layout).max_failure_ratio
+    not_run = f"; {summary.missing} spec(s) were not run" if summary.missing else ""
+    message = (
+        f"run {summary.run_id} FAILED: {summary.failed} of {summary.specs} specs failed, more "
+        f"than max_failure_ratio={ratio:g} allows ({limit}){not_run}. Fix the cause, then "
+        "run.resume(max_failure_ratio=1.0) runs what is left"
+    )
+    return dataclasses.replace(summary, status="failed", message=message)
+
+
+def finalize_stopped(inp: ScatterGatherInput, finished: list[ScatterGatherResult]) -> RunSummary:
+    """Commit what the finished terminal nodes staged and mark the run ``failed`` (policy stop)."""
+    run = handle_for(inp)
+    staged: dict[str, list[tables.StagedFile]] = {}
+    for result in finished:
+        for name, files in collect_staged(run.store, result.manifest_key).items():
+            staged.setdefault(name, []).extend(files)
+    commit_staged_files(run, staged)
+    return _record_outcome(run, apply_failure_policy(run, check_completeness(run)))
+
+
+def _record_outcome(run: RunHandle, summary: RunSummary) -> RunSummary:
     update_manifest(
         run.store,
         run.layout,

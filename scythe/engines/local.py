@@ -26,6 +26,7 @@ import time
 import traceback
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -33,7 +34,9 @@ from typing import Any
 from scythe.errors import EngineConfigError, EngineError, ExperimentImportError
 from scythe.layout import update_manifest, write_heartbeat
 from scythe.nodes import (
+    failure_limit,
     finalize_run,
+    finalize_stopped,
     gather_node,
     handle_for,
     run_terminal_node,
@@ -351,12 +354,18 @@ class LocalEngine:
         try:
             self._set_status(root, "running", None)
             beating.start()
-            terminal = self._run_terminal_nodes(root, experiment, ref, progress)
+            limit = failure_limit(handle_for(root))
+            stop = _FailureStop(progress, limit)
+            terminal = self._run_terminal_nodes(root, experiment, ref, progress, stop)
             if ref._cancel.is_set():
                 self._set_status(
                     root, "cancelled", "cancelled; finished nodes are kept, resume to finish"
                 )
                 raise EngineError(f"run {root.run_id} was cancelled; resume it with run.resume()")
+            if stop() and len(terminal) < len(root.terminal_inputs()):
+                # the failure policy stopped the run before every node ran: commit what finished
+                ref._summary = finalize_stopped(root, list(terminal.values()))
+                return
             root_result = self._gather(root, terminal)
             ref._summary = finalize_run(root, root_result)
         except BaseException as exc:
@@ -387,6 +396,7 @@ class LocalEngine:
         experiment: ExperimentRunnable,
         ref: LocalRunRef,
         progress: Progress,
+        stop: Callable[[], bool],
     ) -> dict[str, ScatterGatherResult]:
         run = handle_for(root)
         results: dict[str, ScatterGatherResult] = {}
@@ -402,7 +412,7 @@ class LocalEngine:
             return results
         if self.slots == 0:
             for inp in todo:
-                if ref._cancel.is_set():
+                if ref._cancel.is_set() or stop():
                     break
                 result = run_terminal_node(
                     inp,
@@ -413,13 +423,13 @@ class LocalEngine:
             return results
         if self._pool.lock.acquire(blocking=False):
             try:
-                results.update(self._pool.run(todo, experiment, progress, ref._cancel))
+                results.update(self._pool.run(todo, experiment, progress, ref._cancel, stop))
             finally:
                 self._pool.lock.release()
         else:  # another run of this engine holds the shared workers
             pool = _WorkerPool(min(self.slots, len(todo)))
             try:
-                results.update(pool.run(todo, experiment, progress, ref._cancel))
+                results.update(pool.run(todo, experiment, progress, ref._cancel, stop))
             finally:
                 pool.close()
         return results
@@ -431,6 +441,17 @@ class LocalEngine:
     def _set_status(self, root: ScatterGatherInput, status: str, message: str | None) -> None:
         run = handle_for(root)
         update_manifest(run.store, run.layout, status=status, message=message)
+
+
+class _FailureStop:
+    """True once more specs failed than the run's failure policy tolerates."""
+
+    def __init__(self, progress: Progress, limit: int | None) -> None:
+        self.progress = progress
+        self.limit = limit
+
+    def __call__(self) -> bool:
+        return self.limit is not None and self.progress.failed > self.limit
 
 
 class _Heartbeat:
@@ -534,8 +555,13 @@ class _WorkerPool:
         experiment: ExperimentRunnable,
         progress: Progress,
         cancel: threading.Event,
+        stop: Callable[[], bool] = lambda: False,
     ) -> dict[str, ScatterGatherResult]:
-        """Run terminal nodes until all are done or the run is cancelled."""
+        """Run terminal nodes until all are done or the run is cancelled.
+
+        Once ``stop()`` (the failure policy) is true no node is dispatched;
+        the nodes in flight finish.
+        """
         self.retries = experiment.options.retries
         self.timeout = experiment.options.resolved_execution_timeout().total_seconds()
         self.progress, self.cancel = progress, cancel
@@ -546,9 +572,12 @@ class _WorkerPool:
         pending: deque[_NodeState] = deque(_NodeState(inp) for inp in todo)
         results: dict[str, ScatterGatherResult] = {}
         try:
-            while (pending or any(w.state for w in self.workers)) and not self.cancel.is_set():
+            while not self.cancel.is_set():
+                busy = any(w.state for w in self.workers)
+                if not busy and (not pending or stop()):
+                    break
                 for worker in self.workers:
-                    if worker.state is None and pending:
+                    if worker.state is None and pending and not stop():
                         self._dispatch(worker, pending.popleft())
                 self._step(pending, results)
         except BaseException:
