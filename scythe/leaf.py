@@ -59,6 +59,8 @@ class LeafContext:
     workflow_run_id: str | None = None
     root_workflow_run_id: str | None = None
     log: Callable[[str], None] | None = None  # the engine's log for the running leaf
+    max_frame_rows: int = 1_000_000  # SCYTHE_MAX_FRAME_ROWS
+    max_frame_bytes: int = 256 * 2**20  # SCYTHE_MAX_FRAME_BYTES
 
     @functools.cached_property
     def scope(self) -> SpecScope:
@@ -223,6 +225,23 @@ def _frame_rows(
     )
 
 
+def _check_frame_size(frame: pl.DataFrame, name: str, sort_index: int, ctx: LeafContext) -> None:
+    """``OutputValidationError`` if one spec's frame passes SCYTHE_MAX_FRAME_ROWS or _BYTES."""
+    if frame.height > ctx.max_frame_rows:
+        raise OutputValidationError(
+            f"dataframe output {name!r} of spec {sort_index} has {frame.height:,} rows, more "
+            f"than SCYTHE_MAX_FRAME_ROWS={ctx.max_frame_rows:,} allows: return fewer rows "
+            "(aggregate, or split the spec) or raise the bound"
+        )
+    size = frame.estimated_size()
+    if size > ctx.max_frame_bytes:
+        raise OutputValidationError(
+            f"dataframe output {name!r} of spec {sort_index} holds about {size / 2**20:,.1f} MiB, "
+            f"more than SCYTHE_MAX_FRAME_BYTES={ctx.max_frame_bytes:,} allows: return less data "
+            "or raise the bound"
+        )
+
+
 def undeclared_frame_rows(
     frame: Any, index: dict[str, Any], schema: ExperimentSchema, name: str
 ) -> pl.DataFrame:
@@ -374,6 +393,8 @@ def _result(
             name: undeclared_frame_rows(frame, index, schema, name)
             for name, frame in output.dataframes.items()
         }
+        for name, frame in {**frames, **extra}.items():
+            _check_frame_size(frame, name, spec.sort_index, ctx)
     return LeafResult(
         spec.sort_index,
         ctx.workflow_run_id,

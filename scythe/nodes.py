@@ -136,13 +136,16 @@ def leaf_context(
 ) -> LeafContext:
     from scythe.settings import scythe_settings
 
+    settings = scythe_settings()
     return LeafContext(
         store=run.store,
         layout=run.layout,
-        cache_dir=Path(scythe_settings().CACHE_DIR),
+        cache_dir=Path(settings.CACHE_DIR),
         workflow_run_id=workflow_run_id,
         root_workflow_run_id=root_workflow_run_id,
         log=log,
+        max_frame_rows=settings.MAX_FRAME_ROWS,
+        max_frame_bytes=settings.MAX_FRAME_BYTES,
     )
 
 
@@ -170,21 +173,58 @@ def run_terminal_node(
         run, workflow_run_id=workflow_run_id, root_workflow_run_id=root_workflow_run_id
     )
     crashed = crashed or {}
-    results: list[LeafResult] = []
     specs, index = read_batch(run, name)
     started = progress.started if progress is not None else None
+    chunker = _Chunker(run, name, index)
     for spec in specs:
         if spec.sort_index in crashed:
             attempts, message = crashed[spec.sort_index]
-            results.append(crashed_leaf(spec, ctx, message=message, attempts=attempts))
+            chunker.add(crashed_leaf(spec, ctx, message=message, attempts=attempts))
             continue
         result = run_leaf(run.experiment, run.schema, spec, ctx, before_attempt=started)
         if progress is not None:
             progress.finished(result.sort_index, result.failure is None)
-        results.append(result)
+        chunker.add(result)
     if progress is not None:
         progress.staging()
-    return stage_node(run, name, results, index)
+    return chunker.finish()
+
+
+class _Chunker:
+    """A terminal node's leaf results, staged in chunks so a node's frames fit in memory.
+
+    Past ``SCYTHE_NODE_STAGE_BYTES`` of dataframe outputs, the results held so
+    far are validated and staged (one more data file per table); the node
+    manifest, written at the end, names every chunk's files.
+    """
+
+    def __init__(self, run: RunHandle, name: str, index: pl.DataFrame) -> None:
+        from scythe.settings import scythe_settings
+
+        self.run, self.name, self.index = run, name, index
+        self.limit = scythe_settings().NODE_STAGE_BYTES
+        self.results: list[LeafResult] = []
+        self.size = 0
+        self.start = 0  # row of ``index`` where the held results begin
+        self.chunks: list[_Chunk] = []
+
+    def add(self, result: LeafResult) -> None:
+        self.results.append(result)
+        frames = (*result.frames.values(), *result.extra_frames.values())
+        self.size += sum(f.estimated_size() for f in frames)
+        if self.size >= self.limit:
+            self._stage()
+
+    def _stage(self) -> None:
+        rows = self.index.slice(self.start, len(self.results))
+        self.chunks.append(_stage_chunk(self.run, self.name, self.results, rows))
+        self.start += len(self.results)
+        self.results, self.size = [], 0
+
+    def finish(self) -> ScatterGatherResult:
+        if self.results or not self.chunks:
+            self._stage()
+        return _write_node_manifest(self.run, self.name, self.chunks)
 
 
 _RUN_IDS = ("workflow_run_id", "root_workflow_run_id")
@@ -376,6 +416,22 @@ def stage_node(
 
     ``index`` holds the index columns of the node's batch, one row per result.
     """
+    return _write_node_manifest(run, name, [_stage_chunk(run, name, results, index)])
+
+
+@dataclass
+class _Chunk:
+    """What one chunk of a terminal node staged: files per table, and its counts."""
+
+    staged: dict[str, list[dict[str, Any]]]
+    specs: int
+    failed: int
+
+
+def _stage_chunk(
+    run: RunHandle, name: str, results: list[LeafResult], index: pl.DataFrame
+) -> _Chunk:
+    """Validate leaf results (``index``: their batch rows) and stage one file per table."""
     index = _leaf_index(results, index)
     frames = _validated_frames(run, results, index)
     staged: dict[str, list[dict[str, Any]]] = {}
@@ -384,11 +440,21 @@ def stage_node(
             run.store, run.layout.table(table_name), table, frames[table_name], name=name
         )
         staged[table_name] = [staged_file.model_dump()] if staged_file else []
-    failed = frames[FAILURES].height
+    return _Chunk(staged, len(results), frames[FAILURES].height)
+
+
+def _write_node_manifest(run: RunHandle, name: str, chunks: list[_Chunk]) -> ScatterGatherResult:
+    """Write the node manifest naming every chunk's files, unless another attempt did first."""
+    staged: dict[str, list[dict[str, Any]]] = {}
+    for chunk in chunks:
+        for table_name, files in chunk.staged.items():
+            staged.setdefault(table_name, []).extend(files)
+    specs = sum(c.specs for c in chunks)
+    failed = sum(c.failed for c in chunks)
     result = ScatterGatherResult(
         node=name,
-        specs=len(results),
-        done=len(results) - failed,
+        specs=specs,
+        done=specs - failed,
         failed=failed,
         manifest_key=run.layout.node_manifest(name),
     )

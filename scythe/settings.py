@@ -218,6 +218,24 @@ class ScytheSettings(BaseSettings):
         description="How often the local engine's driver records that it is alive; a run "
         f"whose driver missed three is shown as interrupted. As {_DURATION_HELP}.",
     )
+    MAX_FRAME_ROWS: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most rows one spec's dataframe output may have; a larger frame fails its "
+        "spec (OutputValidationError) instead of filling a worker's memory.",
+    )
+    MAX_FRAME_BYTES: int = Field(
+        default=256 * 2**20,
+        ge=1,
+        description="Most bytes (polars' estimated size) one spec's dataframe output may hold; "
+        "a larger frame fails its spec.",
+    )
+    NODE_STAGE_BYTES: int = Field(
+        default=512 * 2**20,
+        ge=1,
+        description="Bytes of dataframe outputs a terminal node keeps in memory: past it, the "
+        "node stages what it holds as one more data file per table and goes on.",
+    )
     HATCHET_EMBEDDED: bool = Field(
         default=False,
         description="Connect the hatchet engine to an embedded Hatchet engine on this machine "
