@@ -39,7 +39,13 @@ import polars as pl
 from scythe import tables
 from scythe.base import ExperimentInputSpec, parse_specs
 from scythe.batches import check_specs_frame, specs_frame, write_batch
-from scythe.errors import RecursionMapError, RunFolderError, RunOptionError, SpecValidationError
+from scythe.errors import (
+    FileReferenceError,
+    RecursionMapError,
+    RunFolderError,
+    RunOptionError,
+    SpecValidationError,
+)
 from scythe.layout import RunLayout, RunManifest, dump_yaml, run_id_of, run_time_folder
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, TreeNode, iter_terminal_nodes
@@ -142,9 +148,7 @@ def scan_artifacts(specs: Sequence[ExperimentInputSpec], fields: tuple[str, ...]
             entry[name] = key
         found.by_spec.append(entry)
     if problems:
-        raise SpecValidationError.from_problems(
-            f"{len(problems)} input file(s) not found", problems
-        )
+        raise FileReferenceError.from_problems(f"{len(problems)} input file(s) not found", problems)
     return found
 
 

@@ -100,7 +100,7 @@ def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
                 (
                     None if row is None else int(row),
                     str(case["column"]),
-                    _failure_value(case["check"], case["failure_case"]),
+                    _failure_value(frame, case),
                     _check_message(case["check"], case["failure_case"]),
                 )
             )
@@ -112,13 +112,16 @@ def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
         ) from err
 
 
-def _failure_value(check: str, value: object) -> object:
-    # pandera reports a float NaN as the string "NaN"
-    return float("nan") if check == "not_nullable" and value in ("NaN", "nan") else value
+def _failure_value(frame: pl.DataFrame, case: dict[str, Any]) -> object:
+    """The failing value as the spec holds it (pandera reports every value as a string)."""
+    row, column = case.get("index"), case.get("column")
+    if row is not None and column in frame.columns:
+        return frame.get_column(str(column))[int(row)]
+    return case["failure_case"]
 
 
 def _check_message(check: str, value: object) -> str:
-    if check == "not_nullable" and str(value) in ("NaN", "nan"):
+    if check == "not_nullable" and str(value).lower() == "nan":
         return (
             "is NaN, which is not a value an input can hold; give a number, or make the field "
             "optional (`float | None`) and pass None for a missing value"

@@ -71,7 +71,11 @@ class ExperimentOptions:
 
 def _duration(option: str, value: timedelta | str | None) -> timedelta | None:
     """A timeout given to ``Register()``: a ``timedelta``, or a duration such as ``"30m"``."""
-    if value is None or isinstance(value, timedelta):
+    if value is None:
+        return value
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise ExperimentOptionsError(f"{option}={value!r}: a timeout must be positive")
         return value
     from scythe.settings import parse_duration
 
