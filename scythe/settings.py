@@ -74,6 +74,7 @@ class StorageSettings(BaseSettings):
     ENDPOINT_URL: str | None = Field(
         default=None,
         description="Endpoint of an S3-compatible service (MinIO, moto); unset for AWS S3.",
+        repr=False,  # it may hold credentials (http://key:secret@host); S3Store shows it masked
     )
     REGION: str | None = Field(
         default=None,

@@ -16,6 +16,7 @@ False
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlsplit
 
 from scythe.errors import ObjectNotFoundError, StorageError, StorageURIError
 from scythe.settings import storage_settings
@@ -34,6 +35,39 @@ StrPath = str | os.PathLike[str]
 _PARTIAL_SUFFIX = ".scythe-partial"
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 _EXISTS_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
+
+_ACCEPTED_FORMS = (
+    "a local path (relative or absolute), file:///absolute/path, "
+    "file://localhost/absolute/path or s3://bucket/prefix"
+)
+_LOCAL_FORMS = "a local path (relative or absolute); open file:// and s3:// URIs with open_store()"
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_BUCKET_RULES = (
+    "3-63 lowercase letters, digits, dots and hyphens, starting and ending with a letter "
+    "or digit, without '..' and not an IP address"
+)
+# userinfo of a URL: whatever precedes the last "@" of its authority
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
+_SECRET_QUERY = re.compile(
+    r"([?&;][\w.-]*(?:signature|credential|token|secret|password|passwd|key|sig)[\w.-]*=)"
+    r"[^&#\s'\"]*",
+    re.IGNORECASE,
+)
+
+
+def mask_url(text: str) -> str:
+    """``text`` with every URL's userinfo and secret-looking query values shown as ``***``.
+
+    Works on a bare URL or on a message that contains URLs.
+
+    >>> mask_url("http://AKIA:secret@minio:9000")
+    'http://***@minio:9000'
+    >>> mask_url("https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIA&X-Amz-Signature=abc&n=1")
+    'https://b.s3.amazonaws.com/k?X-Amz-Credential=***&X-Amz-Signature=***&n=1'
+    """
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
 class Store(ABC):
@@ -101,7 +135,7 @@ class LocalStore(Store):
     """A store in a local directory (the embedded default, ``./scythe-data``)."""
 
     def __init__(self, root: StrPath) -> None:
-        self.root = Path(root).expanduser().absolute()
+        self.root = Path(_local_root(root)).expanduser().absolute()
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -182,8 +216,11 @@ class S3Store(Store):
         endpoint_url: str | None = None,
         region: str | None = None,
     ) -> None:
-        if not bucket or "/" in bucket:
-            raise StorageURIError(f"invalid S3 bucket name {bucket!r}: pass the bare bucket name")
+        for problem in (_bucket_problem(bucket), _prefix_problem(prefix)):
+            if problem:
+                raise StorageURIError(problem)
+        if endpoint_url is not None:
+            _check_endpoint_url(endpoint_url)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
@@ -193,7 +230,8 @@ class S3Store(Store):
         self._client: Any = None
 
     def __repr__(self) -> str:
-        return f"S3Store({self.uri()!r}, endpoint_url={self.endpoint_url!r})"
+        endpoint = None if self.endpoint_url is None else mask_url(self.endpoint_url)
+        return f"S3Store({self.uri()!r}, endpoint_url={endpoint!r})"
 
     def with_client(self, client: Any) -> S3Store:
         """This store, reached through the caller's boto3 S3 ``client`` (and its credentials).
@@ -367,18 +405,23 @@ class S3Store(Store):
             if code in _MISSING_CODES:
                 raise _missing_error(self.uri(key)) from err
             if code == "NoSuchBucket":
-                where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+                where = f" at {mask_url(self.endpoint_url)}" if self.endpoint_url else ""
                 raise ObjectNotFoundError(
                     f"S3 bucket {self.bucket!r} does not exist{where}: create it, or point "
                     "SCYTHE_STORAGE_URI at an existing bucket"
-                ) from err
+                ) from _unless_secret(err)
             message = err.response.get("Error", {}).get("Message", "")
-            raise StorageError(f"S3 {action} of {self.uri(key)} failed: {code} {message}") from err
-        except BotoCoreError as err:
             raise StorageError(
-                f"S3 {action} of {self.uri(key)} failed: {err}. Check the AWS credentials "
-                "and SCYTHE_STORAGE_ENDPOINT_URL"
-            ) from err
+                mask_url(f"S3 {action} of {self.uri(key)} failed: {code} {message}")
+            ) from _unless_secret(err)
+        except BotoCoreError as err:
+            # botocore names the endpoint URL it failed to reach, credentials and all
+            raise StorageError(
+                mask_url(
+                    f"S3 {action} of {self.uri(key)} failed: {err}. Check the AWS credentials "
+                    "and SCYTHE_STORAGE_ENDPOINT_URL"
+                )
+            ) from _unless_secret(err)
 
 
 _KNOWN_STORES: dict[str, Store] = {}
@@ -413,39 +456,156 @@ def _known_store(uri: str) -> Store | None:
 
 
 def open_store(uri: str | None = None) -> Store:
-    """Open the store at a path, ``file://`` URI or ``s3://bucket/prefix``.
+    """Open the store at a local path, ``file://`` URI or ``s3://bucket/prefix``.
 
     Without ``uri``, opens the configured one (``SCYTHE_STORAGE_URI``, else
     ``SCYTHE_STORAGE_BUCKET``, else ``./scythe-data``). S3 endpoint and region
     come from ``SCYTHE_STORAGE_ENDPOINT_URL`` and ``SCYTHE_STORAGE_REGION``.
     Nothing is contacted until the store is used.
 
+    Accepted: a relative or absolute local path; ``file:///abs/path`` or
+    ``file://localhost/abs/path``; ``s3://bucket`` or ``s3://bucket/prefix``
+    with a valid S3 bucket name. Schemes are case-insensitive (``S3://``).
+    Anything else is a ``StorageURIError``: a blank value or one with
+    surrounding whitespace, another scheme (``gs://``, ``http://``), a
+    malformed one (``s3:/b``, ``s3:b``), a ``file://`` URI naming another host.
+    A relative path whose first part holds a ``:`` reads as a scheme: write
+    ``./a:b``. ``C:\\data`` is a local path on Windows only.
+
     >>> open_store("s3://my-bucket/scythe").uri("exp/v1.0.0/manifest.yml")
     's3://my-bucket/scythe/exp/v1.0.0/manifest.yml'
     """
+    configured = None
     if uri is None:
-        uri = storage_settings().resolved_uri()
-    known = _known_store(uri) if uri else None
+        configured = storage_settings()
+        uri = configured.resolved_uri()
+    try:
+        scheme = _check_storage_uri(uri)
+        location = _split_s3_uri(uri) if scheme == "s3" else None
+        path = _file_uri_path(uri) if scheme == "file" else uri
+    except StorageURIError as err:
+        if configured is None:
+            raise
+        source = "SCYTHE_STORAGE_BUCKET and _BUCKET_PREFIX"
+        raise StorageURIError(
+            f"{err} (from {'SCYTHE_STORAGE_URI' if configured.URI else source})"
+        ) from None
+    # a known store is found under its own spelling, s3:// in lowercase
+    known = _known_store(f"s3://{uri[len('s3://') :]}" if location else path)
     if known is not None:
         return known
+    if location is None:
+        return LocalStore(path)
+    settings = storage_settings()
+    return S3Store(*location, endpoint_url=settings.ENDPOINT_URL, region=settings.REGION)
+
+
+def _uri_error(
+    uri: str, adjective: str, why: str = "", forms: str = _ACCEPTED_FORMS
+) -> StorageURIError:
+    detail = f" ({why})" if why else ""
+    return StorageURIError(f"{adjective} storage URI {mask_url(uri)!r}{detail}: use {forms}")
+
+
+def _check_storage_uri(uri: str, forms: str = _ACCEPTED_FORMS) -> str | None:
+    """The lowercase scheme of a storage URI, None for a local path; StorageURIError if unusable."""
     if not uri:
-        raise StorageURIError("empty storage URI: pass a path, a file:// URI or s3://bucket/prefix")
-    if "://" not in uri:
-        return LocalStore(uri)
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        host = "" if parsed.netloc in ("", "localhost") else parsed.netloc
-        return LocalStore(unquote(host + parsed.path))
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise StorageURIError(f"storage URI {uri!r} has no bucket: use s3://bucket/prefix")
-        settings = storage_settings()
-        return S3Store(
-            parsed.netloc, parsed.path, endpoint_url=settings.ENDPOINT_URL, region=settings.REGION
+        raise _uri_error(uri, "empty", forms=forms)
+    if not uri.strip():
+        raise _uri_error(uri, "blank", forms=forms)
+    if uri != uri.strip():
+        raise _uri_error(uri, "malformed", "leading or trailing whitespace", forms)
+    match = _SCHEME.match(uri)
+    if match is None or (os.name == "nt" and len(match.group(1)) == 1):
+        return None  # a path (on Windows, "C:" is a drive)
+    scheme = match.group(1).lower()
+    if scheme not in ("s3", "file"):
+        drive = len(scheme) == 1 and uri[2:3] in ("/", "\\")
+        why = "a Windows drive path, local only on Windows" if drive else f"scheme {scheme!r}"
+        if not drive and "://" not in uri:
+            why += f"; a relative path whose first part holds ':' is written ./{uri}"
+        raise _uri_error(uri, "unsupported", why, forms)
+    if not uri[match.end() :].startswith("//"):
+        raise _uri_error(uri, "malformed", f"{scheme} URIs start with {scheme}://", forms)
+    return scheme
+
+
+def _split_s3_uri(uri: str) -> tuple[str, str]:
+    """Bucket and prefix of an ``s3://`` URI, checked."""
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise _uri_error(uri, "malformed", "no bucket")
+    if _bucket_problem(bucket):
+        raise _uri_error(uri, "malformed", f"an S3 bucket name is {_BUCKET_RULES}")
+    if "?" in prefix or "#" in prefix:
+        raise _uri_error(uri, "malformed", "an S3 storage URI takes no '?' or '#'")
+    if _prefix_problem(prefix):
+        raise _uri_error(uri, "malformed", "an empty, '.' or '..' part in the prefix")
+    return bucket, prefix
+
+
+def _file_uri_path(uri: str) -> str:
+    """The local path a ``file://`` URI names; only ``localhost`` (or no host) is local."""
+    try:
+        parsed = urlsplit(uri)
+    except ValueError as err:
+        raise _uri_error(uri, "malformed", str(err)) from None
+    if parsed.netloc.lower() not in ("", "localhost"):
+        raise _uri_error(uri, "unsupported", "a file:// URI naming a host other than localhost")
+    if "?" in uri or "#" in uri:
+        raise _uri_error(uri, "malformed", "a file URI takes no '?' or '#'; write them as %3F, %23")
+    path = unquote(parsed.path)
+    if not path.startswith("/"):
+        raise _uri_error(uri, "malformed", "no absolute path after file://")
+    if os.name == "nt" and re.match(r"/[A-Za-z]:", path):
+        path = path[1:]  # file:///C:/data
+    return path
+
+
+def _local_root(root: StrPath) -> StrPath:
+    """``root`` if it names a local directory; StorageURIError for a URI or a blank value."""
+    text = os.fspath(root)
+    if _check_storage_uri(text, _LOCAL_FORMS) is not None:
+        raise StorageURIError(
+            f"LocalStore takes a local path, not the URI {mask_url(text)!r}: use {_LOCAL_FORMS}"
         )
-    raise StorageURIError(
-        f"unsupported storage URI {uri!r}: use a local path, a file:// URI or s3://bucket/prefix"
+    return root
+
+
+def _bucket_problem(bucket: str) -> str | None:
+    if (
+        isinstance(bucket, str)
+        and _BUCKET_NAME.fullmatch(bucket)
+        and ".." not in bucket
+        and not _IP_ADDRESS.fullmatch(bucket)
+    ):
+        return None
+    shown = mask_url(bucket) if isinstance(bucket, str) else bucket
+    hint = "pass the bare bucket name; " if isinstance(bucket, str) and "/" in bucket else ""
+    return f"invalid S3 bucket name {shown!r}: {hint}a bucket name is {_BUCKET_RULES}"
+
+
+def _prefix_problem(prefix: str) -> str | None:
+    cleaned = prefix.strip("/")
+    if not cleaned or all(part not in ("", ".", "..") for part in cleaned.split("/")):
+        return None
+    return (
+        f"invalid S3 key prefix {prefix!r}: use '/'-separated parts without empty, '.' or "
+        "'..' parts, e.g. 'scythe/runs'"
     )
+
+
+def _check_endpoint_url(endpoint_url: str) -> None:
+    try:
+        parsed = urlsplit(endpoint_url)
+        usable = parsed.scheme.lower() in ("http", "https") and bool(parsed.hostname)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        usable = False
+    if not usable or endpoint_url != endpoint_url.strip():
+        raise StorageURIError(
+            f"invalid S3 endpoint URL {mask_url(endpoint_url)!r}: use http://host:port or "
+            "https://host (SCYTHE_STORAGE_ENDPOINT_URL), or leave it unset for AWS S3"
+        )
 
 
 def _clean_key(key: str, *, allow_empty: bool = False) -> str:
@@ -482,8 +642,14 @@ def _missing_error(uri: str) -> ObjectNotFoundError:
     )
 
 
+def _unless_secret(err: BaseException) -> BaseException | None:
+    """``err`` to chain a masked error to, or None when its own text would show a secret."""
+    text = str(err)
+    return err if mask_url(text) == text else None
+
+
 def _error_code(err: Any) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
-__all__ = ["LocalStore", "S3Store", "Store", "open_store"]
+__all__ = ["LocalStore", "S3Store", "Store", "mask_url", "open_store"]
