@@ -46,12 +46,20 @@ from scythe.errors import (
     RunOptionError,
     SpecValidationError,
 )
-from scythe.layout import RunLayout, RunManifest, dump_yaml, run_id_of, run_time_folder
+from scythe.layout import (
+    RetryRound,
+    RunLayout,
+    RunManifest,
+    dump_yaml,
+    run_id_of,
+    run_time_folder,
+)
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, TreeNode, iter_terminal_nodes
 from scythe.schema import (
     SPECS,
     ExperimentSchema,
+    TableSchema,
     compile_experiment,
     computed_features_of,
     experiment_io_spec,
@@ -291,6 +299,27 @@ def write_run(
     store.put_bytes(layout.input_artifacts, dump_yaml(listing))
     store.put_bytes(layout.table_schemas, dump_yaml(schema_to_dict(plan.schema)))
     return manifest
+
+
+def write_retry_round(
+    store: Store,
+    layout: RunLayout,
+    specs: TableSchema,
+    failed: list[int],
+    *,
+    round: int,
+    parallelism: int,
+) -> RetryRound:
+    """Write the batches of a tree over the ``failed`` specs only, for retry ``round``."""
+    frame = tables.read_table(store, layout.table(SPECS), specs, validate=False)
+    frame = frame.filter(pl.col("sort_index").is_in(failed)).sort("sort_index")
+    rmap = default_recursion_map(frame.height, parallelism)
+    retry_layout = layout.retry(round)
+    for node in iter_terminal_nodes(frame.height, rmap):
+        positions = node.positions
+        batch = frame.gather(list(positions)) if len(positions) else frame.clear()
+        write_batch(store, retry_layout.batch(node.name), batch)
+    return RetryRound(round=round, specs=frame.height, recursion_map=rmap)
 
 
 def claim_run_folder(

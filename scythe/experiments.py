@@ -34,6 +34,7 @@ from scythe.allocation import (
     check_failure_ratio,
     default_recursion_map,
     plan_allocation,
+    write_retry_round,
     write_run,
 )
 from scythe.base import ExperimentInputSpec
@@ -44,12 +45,14 @@ from scythe.errors import (
     ExperimentNameError,
     ManifestError,
     RunNotFoundError,
+    RunOptionError,
     SpecValidationError,
     StorageURIError,
     TableMissingError,
     UnsupportedOptionError,
 )
 from scythe.layout import (
+    RetryRound,
     RunLayout,
     RunManifest,
     driver_alive,
@@ -58,11 +61,11 @@ from scythe.layout import (
     update_manifest,
     version_prefix,
 )
-from scythe.nodes import resolve_experiment
+from scythe.nodes import ROOT_COMMITTER, resolve_experiment
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
 from scythe.results import Results, ResultTables, stored_table_schemas
 from scythe.scatter_gather import RecursionMap, RunSummary, ScatterGatherInput
-from scythe.schema import SPECS, TableSchema
+from scythe.schema import FAILURES, SPECS, TableSchema
 from scythe.settings import StorageSettings
 from scythe.storage import S3Store, Store, open_store, remember_store
 from scythe.versions import SemVer, VersionBump, resolve_version
@@ -110,15 +113,26 @@ def _as_store(storage: str | Path | Store | None) -> Store:
     return remember_store(store)
 
 
-def _submit(engine: Engine, store: Store, manifest: RunManifest, *, wait: bool | None) -> RunRef:
-    """Hand the run's root node to ``engine``; wait for the run if asked (or if the engine does)."""
+def _submit(
+    engine: Engine,
+    store: Store,
+    manifest: RunManifest,
+    *,
+    wait: bool | None,
+    retry: RetryRound | None = None,
+) -> RunRef:
+    """Hand the run's root node to ``engine``; wait for the run if asked (or if the engine does).
+
+    With ``retry``, the root of that retry round's tree (over the failed specs only).
+    """
     root = ScatterGatherInput(
         storage_uri=store.uri(),
         run_id=manifest.run_id,
         experiment=manifest.runnable or manifest.experiment,
         experiment_ref=manifest.function,
-        n_specs=manifest.spec_count,
-        recursion_map=manifest.recursion_map,
+        n_specs=manifest.spec_count if retry is None else retry.specs,
+        recursion_map=manifest.recursion_map if retry is None else retry.recursion_map,
+        round=0 if retry is None else retry.round,
     )
     ref = engine.submit_one(root) if manifest.kind == "single" else engine.submit(root)
     if wait if wait is not None else engine.waits_by_default():
@@ -644,8 +658,16 @@ class ExperimentRun:
         engine: str | Engine | None = None,
         wait: bool | None = None,
         max_failure_ratio: float | _Keep | None = KEEP,
+        retry_failed: bool = False,
     ) -> RunRef:
         """Run the nodes that have not finished (after a cancel, a crash or a policy stop).
+
+        With ``retry_failed`` the specs that have a ``failures`` row run again
+        (all of them, once more), in a tree of their own: a spec that now
+        succeeds gets its rows, and the ``failures`` table is replaced by the
+        rows of the specs that failed again, in one new table version each
+        (earlier versions keep what they showed). It needs a run whose every
+        spec has a row: resume it without ``retry_failed`` first.
 
         Nodes that finished are not run again and no row is committed twice,
         so resuming a complete run only checks it again. The run keeps its
@@ -675,7 +697,38 @@ class ExperimentRun:
             manifest = update_manifest(self.store, self.layout, max_failure_ratio=max_failure_ratio)
         self.experiment  # noqa: B018 - importable here, or ExperimentImportError before any change
         self._check_tables()
-        return _submit(get_engine(engine), self.store, manifest, wait=wait)
+        run_engine = get_engine(engine)
+        retry = manifest.retry
+        if retry_failed and (retry is None or self._retry_committed(retry)):
+            retry = self._start_retry(manifest, run_engine)
+            if retry is None:  # nothing failed: check the run again
+                return _submit(run_engine, self.store, manifest, wait=wait)
+            manifest = update_manifest(self.store, self.layout, retry=retry)
+        # After a retry, the latest round is what a resume finishes (or checks again).
+        return _submit(run_engine, self.store, manifest, wait=wait, retry=retry)
+
+    def _retry_committed(self, retry: RetryRound) -> bool:
+        transaction = tables.app_id(self.run_id, f"{ROOT_COMMITTER}:retry-{retry.round}")
+        return tables.holds_transaction(self.store, self.layout.table(FAILURES), transaction)
+
+    def _start_retry(self, manifest: RunManifest, engine: Engine) -> RetryRound | None:
+        """Write the tree of a new retry round over the failed specs (None if none failed)."""
+        if manifest.status not in ("complete", "partial", "failed") or manifest.missing:
+            raise RunOptionError(
+                f"run {self.run_id} is {manifest.status} with {manifest.missing} spec(s) not "
+                "run: resume() it first, then resume(retry_failed=True) retries its failed specs"
+            )
+        failed = Results(self.store, self.layout, validate=False).failures
+        if not failed.height:
+            return None
+        return write_retry_round(
+            self.store,
+            self.layout,
+            self.table_schemas()[SPECS],
+            failed.get_column("sort_index").to_list(),
+            round=(manifest.retry.round if manifest.retry else 0) + 1,
+            parallelism=engine.parallelism,
+        )
 
     def _check_tables(self) -> None:
         """``TableMissingError`` if a table the run's schema names is gone from storage."""

@@ -47,6 +47,17 @@ class RunLayout:
     """
 
     run_id: str
+    round: int = 0
+    """0 for the run's own tree; ``n`` for the tree of its ``n``-th retry of failed specs."""
+
+    @property
+    def _tree(self) -> str:
+        base = f"{self.run_id}/scatter-gather"
+        return base if self.round == 0 else f"{base}/retry-{self.round}"
+
+    def retry(self, round: int) -> RunLayout:
+        """The layout of the run's ``round``-th retry (the same tables, its own tree)."""
+        return RunLayout(self.run_id, round)
 
     @property
     def manifest(self) -> str:
@@ -91,21 +102,21 @@ class RunLayout:
 
     def leaf_results(self, node: str) -> str:
         """Where a terminal node's leaves leave their rows for it (distributed engines)."""
-        return f"{self.run_id}/scatter-gather/leaves/{node}"
+        return f"{self._tree}/leaves/{node}"
 
     def leaf_result(self, node: str, sort_index: int) -> str:
         # One key per spec: a leaf delivered twice overwrites its own object, never adds one.
         return f"{self.leaf_results(node)}/{sort_index}.zip"
 
     def batch(self, node: str) -> str:
-        return f"{self.run_id}/scatter-gather/batches/{node}.parquet"
+        return f"{self._tree}/batches/{node}.parquet"
 
     def inferred_schema(self, table: str) -> str:
         """The schema inferred for an undeclared frame output, from the first one stored."""
         return f"{self.run_id}/scatter-gather/schemas/{table}.yml"
 
     def node_manifest(self, node: str) -> str:
-        return f"{self.run_id}/scatter-gather/nodes/{node}.json"
+        return f"{self._tree}/nodes/{node}.json"
 
 
 # libyaml's C emitter and parser when PyYAML was built with it (10x faster), else Python's.
@@ -142,6 +153,14 @@ def run_id_of(experiment: str, version: object, time_folder: str) -> str:
     return f"{version_prefix(experiment, version)}/{time_folder}"
 
 
+class RetryRound(BaseModel):
+    """The latest retry of a run's failed specs: its own tree over just those specs."""
+
+    round: int = Field(ge=1)
+    specs: int = Field(ge=0, description="How many failed specs it runs again")
+    recursion_map: RecursionMap
+
+
 class RunManifest(BaseModel):
     """``manifest.yml``: what a run is, how it was split and how it ended."""
 
@@ -163,6 +182,9 @@ class RunManifest(BaseModel):
         default="batch", description="single: a one-off run of one spec, triggered directly"
     )
     computed_features: dict[str, str] = Field(default_factory=dict)
+    retry: RetryRound | None = Field(
+        default=None, description="The latest retry of the failed specs (resume(retry_failed=True))"
+    )
     max_failure_ratio: float | None = Field(
         default=None, description="Failure policy: stop once more than this share of specs failed"
     )

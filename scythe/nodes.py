@@ -98,17 +98,22 @@ def stored_schema(
 
 
 @functools.lru_cache(maxsize=16)
-def load_run(storage_uri: str, run_id: str, experiment: str, experiment_ref: str) -> RunHandle:
-    """The run a node belongs to, read once per process: its manifest, experiment and schema."""
+def load_run(
+    storage_uri: str, run_id: str, experiment: str, experiment_ref: str, round: int = 0
+) -> RunHandle:
+    """The run a node belongs to, read once per process: its manifest, experiment and schema.
+
+    ``round`` > 0: the tree of a retry of the run's failed specs (its own batches and nodes).
+    """
     store = open_store(storage_uri)
-    layout = RunLayout(run_id)
+    layout = RunLayout(run_id, round)
     manifest = read_manifest(store, layout)
     runnable = resolve_experiment(experiment, experiment_ref)
     return RunHandle(store, layout, manifest, runnable, stored_schema(store, layout, runnable))
 
 
 def handle_for(inp: ScatterGatherInput) -> RunHandle:
-    return load_run(inp.storage_uri, inp.run_id, inp.experiment, inp.experiment_ref)
+    return load_run(inp.storage_uri, inp.run_id, inp.experiment, inp.experiment_ref, inp.round)
 
 
 # --------------------------------------------------------------------------- terminal nodes
@@ -512,18 +517,28 @@ def commit_run(run: RunHandle, root: ScatterGatherResult) -> None:
 
 
 def commit_staged_files(run: RunHandle, staged: dict[str, list[tables.StagedFile]]) -> None:
-    """Commit these staged files, per table, under the root's app-transaction id (once each)."""
-    transaction = tables.app_id(run.layout.run_id, ROOT_COMMITTER)
+    """Commit these staged files, per table, under the root's app-transaction id (once each).
+
+    In a retry round the ``failures`` table is replaced, last: every failed
+    spec ran again, and its new failures row (if it failed again) is in this
+    round's files. Earlier table versions keep the earlier rows.
+    """
+    retry = run.layout.round
+    committer = f"{ROOT_COMMITTER}:retry-{retry}" if retry else ROOT_COMMITTER
+    transaction = tables.app_id(run.layout.run_id, committer)
     inferred = run_tables(run, staged)
     if inferred:
         record_inferred_tables(run, inferred)
-    for table_name, table in {**run.schema.result_tables, **inferred}.items():
+    ordered = {**run.schema.result_tables, **inferred}
+    ordered[FAILURES] = ordered.pop(FAILURES)
+    for table_name, table in ordered.items():
         tables.commit_staged(
             run.store,
             run.layout.table(table_name),
             table,
             staged.get(table_name, []),
             transaction=transaction,
+            replace=bool(retry) and table_name == FAILURES,
         )
 
 

@@ -185,6 +185,9 @@ class ScatterGatherInput(BaseModel):
     experiment_ref: str = Field(description="module:qualname to import the experiment from")
     n_specs: int = Field(ge=0)
     recursion_map: RecursionMap
+    round: int = Field(
+        default=0, ge=0, description="0: the run's tree; n: the tree of its n-th retry"
+    )
 
     @property
     def node(self) -> TreeNode:

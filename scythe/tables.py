@@ -183,6 +183,11 @@ def app_id(run_id: str, node: str) -> str:
     return f"scythe:{run_id}:{node}"
 
 
+def holds_transaction(store: Store, key: str, transaction: str) -> bool:
+    """Whether the table at ``key`` holds a commit made under ``transaction``."""
+    return _holds(_open(store, key), transaction)
+
+
 def _holds(delta: DeltaTable, transaction: str) -> bool:
     version = delta.transaction_version(transaction)
     return version is not None and version >= COMMIT_VERSION
@@ -196,6 +201,7 @@ def commit_staged(
     *,
     transaction: str,
     metadata: dict[str, Any] | None = None,
+    replace: bool = False,
 ) -> bool:
     """Commit the staged files the table does not hold yet, in one Delta commit, exactly once.
 
@@ -204,8 +210,9 @@ def commit_staged(
     commit finds the id and commits nothing (delta-rs does not reject a
     repeated id itself, so it is checked here first). Files already in the
     table are never added again: a resumed run that staged more files commits
-    just those, under ``<transaction>:<digest of their paths>``. Returns
-    whether a commit was made.
+    just those, under ``<transaction>:<digest of their paths>``. With
+    ``replace`` the commit removes every file the table holds (a new version;
+    earlier versions are unchanged). Returns whether a commit was made.
     """
     paths = [f.path for f in files]
     if len(set(paths)) != len(paths):
@@ -230,7 +237,7 @@ def commit_staged(
             return False
     delta.create_write_transaction(
         [f.add_action() for f in files],
-        mode="append",
+        mode="overwrite" if replace else "append",
         schema=table.arrow_schema(),
         commit_properties=CommitProperties(
             custom_metadata={"scythe.node": transaction, **(metadata or {})},

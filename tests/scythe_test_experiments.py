@@ -45,6 +45,7 @@ class Probe(ExperimentInputSpec):
         "bad_frame",
         "bad_scalar",
         "extra_frames",
+        "fail_until_fixed",
     ] = "ok"
     floors: int | None = None
     when: datetime = datetime(2026, 1, 1, tzinfo=UTC)
@@ -74,6 +75,8 @@ class ProbeOut(ExperimentOutputSpec):
 def probe(spec: Probe, tempdir: Path) -> ProbeOut:
     if spec.mode == "raise":
         raise ValueError(f"spec {spec.sort_index} asked to fail")
+    if spec.mode == "fail_until_fixed" and not (Path(spec.marker_dir) / "fixed").exists():
+        raise ValueError(f"spec {spec.sort_index} fails until {spec.marker_dir}/fixed exists")
     if spec.mode == "crash_always":
         os._exit(17)
     if spec.mode == "crash_once":

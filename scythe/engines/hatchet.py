@@ -159,6 +159,7 @@ class LeafRunRef(BaseModel):
     experiment_ref: str
     node: str
     finalize: bool = False  # a one-off run: the leaf also stages its node and finalizes the run
+    round: int = 0  # the retry round of the run's tree (0: the run itself)
 
     @classmethod
     def of(cls, inp: ScatterGatherInput) -> LeafRunRef:
@@ -168,6 +169,7 @@ class LeafRunRef(BaseModel):
             experiment=inp.experiment,
             experiment_ref=inp.experiment_ref,
             node=inp.node.name,
+            round=inp.round,
         )
 
 
@@ -366,7 +368,8 @@ def run_leaf_task(inp: LeafInput, ctx: Context) -> LeafOutput:
     one (with its backoff, maybe on another worker); the last attempt's failure
     becomes a ``failures`` row like any other.
     """
-    run = load_run(inp.run.storage_uri, inp.run.run_id, inp.run.experiment, inp.run.experiment_ref)
+    ref = inp.run
+    run = load_run(ref.storage_uri, ref.run_id, ref.experiment, ref.experiment_ref, ref.round)
     root_id = str(ctx.additional_metadata.get(ROOT_RUN_KEY) or "") or None
     if inp.run.finalize:
         root_id = root_id or ctx.workflow_run_id  # a one-off run's leaf is its root
