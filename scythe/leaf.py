@@ -159,6 +159,11 @@ def download(uri: str, target: Path, *, use_cache: bool = True) -> Path:
             unquote(parsed.path).lstrip("/"), partial
         )
     elif parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise LeafError(
+                f"cannot fetch {uri!r}: a file:// URI names a file on this machine "
+                "(file:///path); copy it to shared storage (s3://...) instead"
+            )
         shutil.copyfile(unquote(parsed.path), partial)
     else:
         with urllib.request.urlopen(uri, timeout=60) as response, open(partial, "wb") as out:
