@@ -385,3 +385,27 @@ def test_outputs_are_exact_in_a_polars_read_too(committed):
     # What was committed holds exactly the declared dtypes (no truncated or parsed values).
     schema = pl.read_delta(committed.table_uri("steps")).schema
     assert (schema["step"], schema["value"]) == (pl.Int64, pl.Float64)
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3:/nobucket", "file://remotehost/data", "   ", "gs://bucket/prefix"]
+)
+def test_a_malformed_storage_uri_never_becomes_a_local_folder(tmp_path, monkeypatch, uri):
+    from scythe.errors import StorageURIError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StorageURIError, match=r"s3://bucket/prefix"):
+        BaseExperiment(bad_inputs_case, storage=uri).allocate([Case()], engine=ENGINE)
+    assert list(tmp_path.iterdir()) == []  # nothing was created in the working directory
+
+
+def test_credentials_in_an_endpoint_url_are_masked(monkeypatch):
+    from scythe.errors import StorageError
+
+    monkeypatch.setenv("SCYTHE_STORAGE_ENDPOINT_URL", "http://AKIAEXAMPLE:hunter2@127.0.0.1:1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(StorageError) as info:
+        BaseExperiment(bad_inputs_case, storage="s3://scythe-bad-inputs/x").allocate(
+            [Case()], engine=ENGINE
+        )
+    assert "hunter2" not in str(info.value) and "AKIAEXAMPLE" not in str(info.value)
