@@ -273,14 +273,24 @@ def _sort_index(specs: Sequence[ExperimentInputSpec], *, overwrite: bool) -> lis
 
 
 def write_run(
-    store: Store, plan: AllocationPlan, *, name: str, version: SemVer, engine: str
+    store: Store,
+    plan: AllocationPlan,
+    *,
+    name: str,
+    version: SemVer,
+    engine: str,
+    skip: set[int] | None = None,
 ) -> RunManifest:
     """Claim a fresh folder for the run and write everything the plan holds; return its manifest.
 
     A plan of one spec allocated on its own (``plan.single``) also gets
-    ``workflow_spec.yml``, the spec as YAML.
+    ``workflow_spec.yml``, the spec as YAML. The specs whose ``sort_index``
+    is in ``skip`` (rows reused from earlier runs) are left out of the tree.
     """
-    manifest = claim_run_folder(store, plan, name=name, version=version, engine=engine)
+    tree_specs = plan.n_specs - len(skip) if skip else None
+    manifest = claim_run_folder(
+        store, plan, name=name, version=version, engine=engine, tree_specs=tree_specs
+    )
     layout = RunLayout(manifest.run_id)
     uploaded = upload_artifacts(store, layout, plan.artifacts)
     frame = _with_run_values(plan, manifest.run_id, uploaded)
@@ -288,7 +298,9 @@ def write_run(
         files = {name: frame.get_column(name)[0] for name in plan.schema.input_file_fields}
         document = {**plan.single, **files, "experiment_id": manifest.run_id}
         store.put_bytes(layout.workflow_spec, dump_yaml(document))
-    _write_tables(store, layout, plan.schema, frame.sort("sort_index"), plan.recursion_map)
+    _write_tables(
+        store, layout, plan.schema, frame.sort("sort_index"), plan.recursion_map, skip or set()
+    )
     experiment = plan.experiment
     store.put_bytes(
         layout.io_spec, dump_yaml(experiment_io_spec(experiment.input_spec, experiment.output_spec))
@@ -323,7 +335,13 @@ def write_retry_round(
 
 
 def claim_run_folder(
-    store: Store, plan: AllocationPlan, *, name: str, version: SemVer, engine: str
+    store: Store,
+    plan: AllocationPlan,
+    *,
+    name: str,
+    version: SemVer,
+    engine: str,
+    tree_specs: int | None = None,
 ) -> RunManifest:
     """Write ``manifest.yml`` into a fresh time folder; put-if-absent makes the folder ours."""
     experiment = plan.experiment
@@ -346,6 +364,7 @@ def claim_run_folder(
             kind="single" if plan.single is not None else "batch",
             computed_features={k: v.__name__ for k, v in plan.features.items()},
             max_failure_ratio=plan.max_failure_ratio,
+            tree_specs=tree_specs,
         )
         if store.put_if_absent(RunLayout(run_id).manifest, manifest.to_yaml()):
             return manifest
@@ -395,6 +414,7 @@ def _write_tables(
     schema: ExperimentSchema,
     frame: pl.DataFrame,
     rmap: RecursionMap,
+    skip: set[int],
 ) -> None:
     """Write the ``specs`` table, one batch per terminal node and the empty result tables.
 
@@ -405,9 +425,10 @@ def _write_tables(
     jobs: list[Callable[[], object]] = [
         functools.partial(tables.write_table, store, layout.table(SPECS), schema.specs, frame)
     ]
-    for node in iter_terminal_nodes(frame.height, rmap):
+    tree = frame.filter(~pl.col("sort_index").is_in(list(skip))) if skip else frame
+    for node in iter_terminal_nodes(tree.height, rmap):
         positions = node.positions
-        batch = frame.clear() if not len(positions) else frame.gather(list(positions))
+        batch = tree.clear() if not len(positions) else tree.gather(list(positions))
         jobs.append(functools.partial(write_batch, store, layout.batch(node.name), batch))
     for table_name, table in schema.result_tables.items():
         jobs.append(functools.partial(tables.create_table, store, layout.table(table_name), table))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
+import polars as pl
 from pydantic import BaseModel
 
 from scythe import tables
@@ -64,6 +65,7 @@ from scythe.layout import (
 from scythe.nodes import ROOT_COMMITTER, resolve_experiment
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
 from scythe.results import Results, ResultTables, stored_table_schemas
+from scythe.reuse import plan_reuse, stage_reused
 from scythe.scatter_gather import RecursionMap, RunSummary, ScatterGatherInput
 from scythe.schema import FAILURES, SPECS, TableSchema
 from scythe.settings import StorageSettings
@@ -84,6 +86,9 @@ __all__ = [
     "VersionedExperiment",
     "default_recursion_map",
 ]
+
+
+ReuseSource = Any  # an ExperimentRun, a VersionedExperiment, a run id, or a list of them
 
 
 class _Keep:
@@ -130,7 +135,7 @@ def _submit(
         run_id=manifest.run_id,
         experiment=manifest.runnable or manifest.experiment,
         experiment_ref=manifest.function,
-        n_specs=manifest.spec_count if retry is None else retry.specs,
+        n_specs=_tree_specs(manifest) if retry is None else retry.specs,
         recursion_map=manifest.recursion_map if retry is None else retry.recursion_map,
         round=0 if retry is None else retry.round,
     )
@@ -138,6 +143,26 @@ def _submit(
     if wait if wait is not None else engine.waits_by_default():
         ref.result()
     return ref
+
+
+def _file_keys(plan: AllocationPlan) -> pl.DataFrame | None:
+    """Per spec and input file field, ``<content digest>/<name>`` (what reuse compares)."""
+    fields = plan.schema.input_file_fields
+    if not fields or not plan.artifacts.by_spec:
+        return None
+    columns = {}
+    for name in fields:
+        values = plan.specs.get_column(name).cast(pl.String).to_list()
+        for i, entry in enumerate(plan.artifacts.by_spec):
+            if name in entry:
+                _, digest, file_name = entry[name]
+                values[i] = f"{digest}/{file_name}"
+        columns[name] = pl.Series(name, values, dtype=pl.String)
+    return pl.DataFrame(columns)
+
+
+def _tree_specs(manifest: RunManifest) -> int:
+    return manifest.spec_count if manifest.tree_specs is None else manifest.tree_specs
 
 
 def _store_of(storage: str | Path | Store | None, settings: StorageSettings | None) -> Store:
@@ -276,6 +301,7 @@ class BaseExperiment:
         engine: str | Engine | None = ...,
         wait: bool | None = ...,
         max_failure_ratio: float | None = ...,
+        reuse: ReuseSource | None = ...,
     ) -> tuple[ExperimentRun, SpecRunRef]: ...
 
     @overload
@@ -291,6 +317,7 @@ class BaseExperiment:
         engine: str | Engine | None = ...,
         wait: bool | None = ...,
         max_failure_ratio: float | None = ...,
+        reuse: ReuseSource | None = ...,
     ) -> tuple[ExperimentRun, RunRef]: ...
 
     def allocate(
@@ -305,6 +332,7 @@ class BaseExperiment:
         engine: str | Engine | None = None,
         wait: bool | None = None,
         max_failure_ratio: float | None = None,
+        reuse: ReuseSource | None = None,
     ) -> tuple[ExperimentRun, RunRef | SpecRunRef]:
         """Validate ``specs``, store them, and submit the run to an engine.
 
@@ -329,6 +357,12 @@ class BaseExperiment:
         (the Hatchet engine applies it when the run ends). Raise
         ``scythe.errors.NonRetryableError`` in the function to fail a spec
         without retries.
+
+        Caching (opt-in): with ``reuse`` (an ``ExperimentRun``, a
+        ``VersionedExperiment``, a run id, or a list of them, in the same
+        storage) a spec whose inputs (ids excluded, files by content) match a
+        spec that succeeded there is not run: its rows are copied. The
+        manifest's ``reused`` says how many rows came from which run.
 
         >>> import tempfile
         >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
@@ -375,10 +409,54 @@ class BaseExperiment:
         run_engine.check(self.runnable)
         semver = resolve_version([v.version for v in self.list_versions()], version)
         store = self.store if s3_client is None else self._store_with_client(s3_client)
-        manifest = write_run(store, plan, name=self.name, version=semver, engine=run_engine.name)
+        if reuse is None:
+            manifest = write_run(
+                store, plan, name=self.name, version=semver, engine=run_engine.name
+            )
+        else:
+            manifest = self._write_reusing(store, plan, semver, run_engine, reuse)
         run = ExperimentRun(manifest.run_id, store=store, experiment=self.runnable)
         ref = _submit(run_engine, store, manifest, wait=wait)
         return (run, SpecRunRef(run, ref)) if single else (run, ref)
+
+    def _write_reusing(
+        self, store: Store, plan: AllocationPlan, semver: SemVer, engine: Engine, reuse: Any
+    ) -> RunManifest:
+        """Write the run, leaving out of its tree the specs whose rows ``reuse`` already has."""
+        sources = self._reuse_sources(reuse)
+        matches = plan_reuse(store, plan.schema, plan.specs, _file_keys(plan), sources)
+        manifest = write_run(
+            store, plan, name=self.name, version=semver, engine=engine.name, skip=matches.reused
+        )
+        if not matches.matches.height:
+            return manifest
+        layout = RunLayout(manifest.run_id)
+        specs = tables.read_table(store, layout.table(SPECS), plan.schema.specs, validate=False)
+        stage_reused(store, layout, plan.schema, specs, matches)
+        return update_manifest(store, layout, reused=matches.counts())
+
+    def _reuse_sources(self, reuse: Any) -> list[RunLayout]:
+        """The runs to reuse rows from, newest first, checked to be in this storage."""
+        items = reuse if isinstance(reuse, list | tuple) else [reuse]
+        runs: list[ExperimentRun] = []
+        for item in items:
+            if isinstance(item, VersionedExperiment):
+                runs.extend(reversed(item.list_runs()))
+            elif isinstance(item, ExperimentRun):
+                runs.append(item)
+            elif isinstance(item, str):
+                runs.append(ExperimentRun.open(item, storage=self.store))
+            else:
+                raise RunOptionError(
+                    f"reuse={item!r}: give an ExperimentRun, a VersionedExperiment or a run id"
+                )
+        for run in runs:
+            if run.store.uri() != self.store.uri():
+                raise RunOptionError(
+                    f"reuse: run {run.run_id} is stored in {run.store.uri()}, not in "
+                    f"{self.store.uri()}: rows are copied within one storage only"
+                )
+        return [run.layout for run in runs]
 
     def _store_with_client(self, client: Any) -> Store:
         store = self.store

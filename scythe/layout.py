@@ -34,6 +34,7 @@ RunStatus = Literal[
     "cancelled",
     "interrupted",
 ]
+REUSED_NODE = "reused"  # the node whose staged files hold rows copied from earlier runs
 STALE_BEATS = 3  # a driver that missed this many heartbeats is taken for dead
 
 
@@ -182,6 +183,12 @@ class RunManifest(BaseModel):
         default="batch", description="single: a one-off run of one spec, triggered directly"
     )
     computed_features: dict[str, str] = Field(default_factory=dict)
+    tree_specs: int | None = Field(
+        default=None, description="Specs the tree runs, if fewer than spec_count (reuse)"
+    )
+    reused: dict[str, int] = Field(
+        default_factory=dict, description="Rows copied from earlier runs, by run id (reuse)"
+    )
     retry: RetryRound | None = Field(
         default=None, description="The latest retry of the failed specs (resume(retry_failed=True))"
     )

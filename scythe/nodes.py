@@ -28,6 +28,7 @@ import polars as pl
 from scythe import batches, tables
 from scythe.errors import EngineError, ExperimentNotFoundError
 from scythe.layout import (
+    REUSED_NODE,
     RunLayout,
     RunManifest,
     dump_yaml,
@@ -513,7 +514,12 @@ def _sort_indices(run: RunHandle, table: str) -> pl.Series:
 
 def commit_run(run: RunHandle, root: ScatterGatherResult) -> None:
     """Commit every table's staged files once, under the root's app-transaction id."""
-    commit_staged_files(run, collect_staged(run.store, root.manifest_key))
+    staged = collect_staged(run.store, root.manifest_key)
+    reused = run.layout.node_manifest(REUSED_NODE)
+    if not run.layout.round and run.store.exists(reused):  # rows copied from earlier runs
+        for name, files in collect_staged(run.store, reused).items():
+            staged.setdefault(name, []).extend(files)
+    commit_staged_files(run, staged)
 
 
 def commit_staged_files(run: RunHandle, staged: dict[str, list[tables.StagedFile]]) -> None:

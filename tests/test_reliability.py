@@ -148,3 +148,56 @@ def test_a_node_stages_in_chunks_past_its_memory_bound(tmp_path, monkeypatch):
     expected = sum(int(x) % 3 + 1 for x in range(12))
     assert rows.height == expected
     assert rows.select("sort_index", "sort_subindex").is_unique().all()
+
+
+def test_reuse_copies_rows_of_specs_already_computed(tmp_path):
+    data = tmp_path / "weather.csv"
+    data.write_text("t,1\n")
+    experiment = BaseExperiment(probe, storage=tmp_path / "store")
+    first, ref = experiment.allocate(
+        [
+            Probe(x=float(i), mode="raise" if i == 3 else "ok", data_file=data if i == 2 else None)
+            for i in range(6)
+        ],
+        engine=IN_PROCESS,
+    )
+    assert ref.result().failed == 1
+    specs = [Probe(x=float(i), data_file=data if i == 2 else None) for i in range(2, 9)]
+    second, ref = experiment.allocate(specs, engine=IN_PROCESS, reuse=first)
+    assert ref.result().status == "complete"
+    # x = 2 (same file content), 4 and 5 succeeded before; 3 failed there and runs again
+    assert second.manifest.reused == {first.run_id: 3}
+    assert second.manifest.tree_specs == 4
+    results = second.results()
+    by_x = {r["x"]: r for r in results.scalars.iter_rows(named=True)}
+    assert sorted(by_x) == [float(x) for x in range(2, 9)]
+    assert {x for x, r in by_x.items() if r["workflow_run_id"].startswith("reused:")} == {
+        2.0,
+        4.0,
+        5.0,
+    }
+    assert all(r["experiment_id"] == second.run_id for r in by_x.values())
+    assert all(r["y"] == 2 * x for x, r in by_x.items())
+    rows = results["rows"].group_by("sort_index").len().sort("sort_index")
+    assert rows["len"].to_list() == [int(x) % 3 + 1 for x in range(2, 9)]
+    # a changed input file is not the same spec
+    data.write_text("t,2\n")
+    third, ref = experiment.allocate(specs[:1], engine=IN_PROCESS, reuse=[second, first])
+    assert ref.result().status == "complete"
+    assert third.manifest.reused == {}
+
+
+def test_reuse_refuses_a_run_with_another_schema(tmp_path):
+    from scythe_test_experiments import Nothing, gc_thresholds
+
+    other, _ = BaseExperiment(gc_thresholds, storage=tmp_path / "store").allocate(
+        [Nothing()], engine=IN_PROCESS
+    )
+    with pytest.raises(RunOptionError, match=r"has another schema"):
+        BaseExperiment(probe, storage=tmp_path / "store").allocate(
+            [Probe(x=1.0)], engine=IN_PROCESS, reuse=other
+        )
+    with pytest.raises(RunOptionError, match=r"rows are copied within one storage only"):
+        BaseExperiment(probe, storage=tmp_path / "elsewhere").allocate(
+            [Probe(x=1.0)], engine=IN_PROCESS, reuse=other
+        )
