@@ -654,3 +654,31 @@ def test_import_creates_no_hatchet_client() -> None:
         "clients": 0,
         "client": True,
     }
+
+
+def test_retry_failed_and_reuse_run_on_hatchet_tasks(
+    local_store: Store, children: InProcessChildren, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    specs = [
+        Probe(x=float(i), mode="fail_until_fixed" if i in (1, 5) else "ok", marker_dir=str(marker))
+        for i in range(8)
+    ]
+    experiment = BaseExperiment(runnable=probe, storage=local_store)
+    run, ref = experiment.allocate(specs, recursion_map=RMAP, engine=hx.HatchetEngine())
+    assert (ref.result(timeout=120).status, ref.result(timeout=120).failed) == ("partial", 2)
+
+    (marker / "fixed").write_text("")
+    retry = run.resume(engine=hx.HatchetEngine(), retry_failed=True)
+    summary = retry.result(timeout=120)
+    assert (summary.status, summary.done, summary.failed) == ("complete", 8, 0)
+    retried_root = children.triggered[-1][0]
+    assert (retried_root.round, retried_root.n_specs) == (1, 2)  # a tree over the failed specs
+
+    again, ref = experiment.allocate(
+        specs, recursion_map=RMAP, engine=hx.HatchetEngine(), reuse=run
+    )
+    assert ref.result(timeout=120).status == "complete"
+    assert again.manifest.reused == {run.run_id: 8}
+    assert again.results().scalars["y"].to_list() == [2.0 * i for i in range(8)]
