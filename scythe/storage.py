@@ -91,7 +91,11 @@ class Store(ABC):
 
     @abstractmethod
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        """Atomically write ``data`` unless ``key`` exists: True if written, False if not."""
+        """Atomically write ``data`` unless ``key`` exists: True if written, False if not.
+
+        An object that exists holding exactly ``data`` counts as written: a
+        retried request whose first reply was lost finds its own write.
+        """
 
     @abstractmethod
     def list_keys(self, prefix: str = "") -> list[str]:
@@ -159,11 +163,17 @@ class LocalStore(Store):
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole to a private file, then linked into place: link() fails if the key
+        # exists, and a writer killed midway leaves no key, only its temporary file.
+        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_PARTIAL_SUFFIX}")
         try:
-            with open(path, "xb") as file:
+            with open(partial, "xb") as file:
                 file.write(data)
+            os.link(partial, path)
         except FileExistsError:
             return False
+        finally:
+            partial.unlink(missing_ok=True)
         return True
 
     def list_keys(self, prefix: str = "") -> list[str]:
@@ -291,9 +301,10 @@ class S3Store(Store):
                     Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
                 )
             except ClientError as err:
-                if _error_code(err) in _EXISTS_CODES:
-                    return False
-                raise
+                if _error_code(err) not in _EXISTS_CODES:
+                    raise
+                # botocore retries a request whose reply was lost: the object may be our own
+                return self.get_bytes(key) == data
         return True
 
     def list_keys(self, prefix: str = "") -> list[str]:

@@ -235,15 +235,24 @@ def commit_staged(
         transaction = f"{transaction}:{digest}"
         if _holds(delta, transaction):
             return False
-    delta.create_write_transaction(
-        [f.add_action() for f in files],
-        mode="overwrite" if replace else "append",
-        schema=table.arrow_schema(),
-        commit_properties=CommitProperties(
-            custom_metadata={"scythe.node": transaction, **(metadata or {})},
-            app_transactions=[Transaction(app_id=transaction, version=COMMIT_VERSION)],
-        ),
-    )
+    from deltalake.exceptions import CommitFailedError
+
+    try:
+        delta.create_write_transaction(
+            [f.add_action() for f in files],
+            mode="overwrite" if replace else "append",
+            schema=table.arrow_schema(),
+            commit_properties=CommitProperties(
+                custom_metadata={"scythe.node": transaction, **(metadata or {})},
+                app_transactions=[Transaction(app_id=transaction, version=COMMIT_VERSION)],
+            ),
+        )
+    except CommitFailedError:
+        # A commit whose reply was lost is retried and then seen as a concurrent one: if the
+        # table holds our transaction, it is our commit that landed.
+        if _holds(_open(store, key), transaction):
+            return True
+        raise
     return True
 
 

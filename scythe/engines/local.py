@@ -352,8 +352,8 @@ class LocalEngine:
         progress = ref.progress or Progress(root.n_specs, show=False, label=experiment.name)
         beating = _Heartbeat(root)
         try:
+            beating.start()  # first, so a running run is never shown as interrupted
             self._set_status(root, "running", None)
-            beating.start()
             limit = failure_limit(handle_for(root))
             stop = _FailureStop(progress, limit)
             terminal = self._run_terminal_nodes(root, experiment, ref, progress, stop)
@@ -467,11 +467,12 @@ class _Heartbeat:
         run = handle_for(self.root)
 
         def beat() -> None:
-            while True:
+            while not self._stop.wait(interval):
                 with contextlib.suppress(Exception):  # a missed beat is not worth a failed run
                     write_heartbeat(run.store, run.layout, interval)
-                if self._stop.wait(interval):
-                    return
+
+        with contextlib.suppress(Exception):  # the first beat lands before the run says running
+            write_heartbeat(run.store, run.layout, interval)
 
         self._thread = threading.Thread(target=beat, name="scythe-heartbeat", daemon=True)
         self._thread.start()

@@ -789,16 +789,7 @@ def test_killed_driver_orphans_exit_and_status_is_interrupted(tmp_path: Path) ->
 
 # --------------------------------------------------------------------------- torn writes
 
-TORN_REASON = (
-    "scythe bug: LocalStore.put_if_absent (scythe/storage.py:159-167) creates the file with "
-    "open(path, 'xb') and only then writes it, so a writer killed in between (SIGKILL, or an "
-    "orphaned worker's own watchdog os._exit, scythe/engines/local.py:116) leaves a torn file "
-    "that exists; a torn node manifest (written at scythe/nodes.py:468) is then read as the "
-    "node's result (stored_result, scythe/nodes.py:128-133) and every resume fails on it"
-)
 
-
-@pytest.mark.xfail(strict=True, reason=TORN_REASON)
 def test_put_if_absent_killed_mid_write_leaves_no_torn_file(tmp_path: Path) -> None:
     """A key is absent or whole after its writer is killed (the store's contract: atomic)."""
     size = 64 << 20  # takes long enough to write that the kill lands inside the write
@@ -820,7 +811,6 @@ def test_put_if_absent_killed_mid_write_leaves_no_torn_file(tmp_path: Path) -> N
     )
 
 
-@pytest.mark.xfail(strict=True, reason=TORN_REASON)
 def test_resume_after_a_torn_node_manifest(tmp_path: Path) -> None:
     """What a worker killed inside put_if_absent of its node manifest leaves: resume must
     run that node again, not fail on it forever."""
