@@ -130,7 +130,12 @@ def stored_result(run: RunHandle, node: str) -> ScatterGatherResult | None:
     key = run.layout.node_manifest(node)
     if not run.store.exists(key):
         return None
-    return ScatterGatherResult.model_validate(json.loads(run.store.get_bytes(key))["result"])
+    try:
+        return ScatterGatherResult.model_validate(json.loads(run.store.get_bytes(key))["result"])
+    except (ValueError, KeyError, TypeError):
+        # A torn node manifest (a writer killed mid-write, before writes were atomic) is no
+        # result: the node runs again and its new manifest replaces the torn one.
+        return None
 
 
 def leaf_context(
@@ -468,8 +473,9 @@ def _write_node_manifest(run: RunHandle, name: str, chunks: list[_Chunk]) -> Sca
     if not run.store.put_if_absent(result.manifest_key, json.dumps(body).encode()):
         # Another attempt of this node finished first: its files are the node's, ours are not.
         winner = stored_result(run, name)
-        assert winner is not None
-        return winner
+        if winner is not None:
+            return winner
+        run.store.put_bytes(result.manifest_key, json.dumps(body).encode())  # it was torn
     return result
 
 
