@@ -169,7 +169,13 @@ class LocalStore(Store):
         try:
             with open(partial, "xb") as file:
                 file.write(data)
-            os.link(partial, path)
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                raise
+            except OSError:  # a filesystem without hard links: exclusive create, then write
+                with open(path, "xb") as file:
+                    file.write(data)
         except FileExistsError:
             return False
         finally:
