@@ -27,7 +27,7 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -327,11 +327,16 @@ def write_retry_round(
     frame = frame.filter(pl.col("sort_index").is_in(failed)).sort("sort_index")
     rmap = default_recursion_map(frame.height, parallelism)
     retry_layout = layout.retry(round)
+    for node, batch in _batches(frame, rmap):
+        write_batch(store, retry_layout.batch(node), batch)
+    return RetryRound(round=round, specs=frame.height, recursion_map=rmap)
+
+
+def _batches(frame: pl.DataFrame, rmap: RecursionMap) -> Iterator[tuple[str, pl.DataFrame]]:
+    """Each terminal node of the tree over ``frame``'s rows, with its rows (its batch)."""
     for node in iter_terminal_nodes(frame.height, rmap):
         positions = node.positions
-        batch = frame.gather(list(positions)) if len(positions) else frame.clear()
-        write_batch(store, retry_layout.batch(node.name), batch)
-    return RetryRound(round=round, specs=frame.height, recursion_map=rmap)
+        yield node.name, frame.gather(list(positions)) if len(positions) else frame.clear()
 
 
 def claim_run_folder(
@@ -426,10 +431,8 @@ def _write_tables(
         functools.partial(tables.write_table, store, layout.table(SPECS), schema.specs, frame)
     ]
     tree = frame.filter(~pl.col("sort_index").is_in(list(skip))) if skip else frame
-    for node in iter_terminal_nodes(tree.height, rmap):
-        positions = node.positions
-        batch = tree.clear() if not len(positions) else tree.gather(list(positions))
-        jobs.append(functools.partial(write_batch, store, layout.batch(node.name), batch))
+    for node, batch in _batches(tree, rmap):
+        jobs.append(functools.partial(write_batch, store, layout.batch(node), batch))
     for table_name, table in schema.result_tables.items():
         jobs.append(functools.partial(tables.create_table, store, layout.table(table_name), table))
     with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(jobs))) as pool:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
-import polars as pl
 from pydantic import BaseModel
 
 from scythe import tables
@@ -62,7 +61,7 @@ from scythe.layout import (
     update_manifest,
     version_prefix,
 )
-from scythe.nodes import ROOT_COMMITTER, resolve_experiment
+from scythe.nodes import resolve_experiment, root_transaction
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
 from scythe.results import Results, ResultTables, stored_table_schemas
 from scythe.reuse import plan_reuse, stage_reused
@@ -143,22 +142,6 @@ def _submit(
     if wait if wait is not None else engine.waits_by_default():
         ref.result()
     return ref
-
-
-def _file_keys(plan: AllocationPlan) -> pl.DataFrame | None:
-    """Per spec and input file field, ``<content digest>/<name>`` (what reuse compares)."""
-    fields = plan.schema.input_file_fields
-    if not fields or not plan.artifacts.by_spec:
-        return None
-    columns = {}
-    for name in fields:
-        values = plan.specs.get_column(name).cast(pl.String).to_list()
-        for i, entry in enumerate(plan.artifacts.by_spec):
-            if name in entry:
-                _, digest, file_name = entry[name]
-                values[i] = f"{digest}/{file_name}"
-        columns[name] = pl.Series(name, values, dtype=pl.String)
-    return pl.DataFrame(columns)
 
 
 def _tree_specs(manifest: RunManifest) -> int:
@@ -424,7 +407,8 @@ class BaseExperiment:
     ) -> RunManifest:
         """Write the run, leaving out of its tree the specs whose rows ``reuse`` already has."""
         sources = self._reuse_sources(reuse)
-        matches = plan_reuse(store, plan.schema, plan.specs, _file_keys(plan), sources)
+        by_spec = plan.artifacts.by_spec
+        matches = plan_reuse(store, plan.schema, plan.specs, by_spec, sources)
         manifest = write_run(
             store, plan, name=self.name, version=semver, engine=engine.name, skip=matches.reused
         )
@@ -770,11 +754,13 @@ class ExperimentRun:
         >>> ExperimentRegistry.unregister("doctest_resume")
         """
         manifest = self.manifest
-        if not isinstance(max_failure_ratio, _Keep):
+        keep_policy = isinstance(max_failure_ratio, _Keep)
+        if not keep_policy:
             check_failure_ratio(max_failure_ratio)
-            manifest = update_manifest(self.store, self.layout, max_failure_ratio=max_failure_ratio)
         self.experiment  # noqa: B018 - importable here, or ExperimentImportError before any change
         self._check_tables()
+        if not keep_policy:
+            manifest = update_manifest(self.store, self.layout, max_failure_ratio=max_failure_ratio)
         run_engine = get_engine(engine)
         retry = manifest.retry
         if retry_failed and (retry is None or self._retry_committed(retry)):
@@ -786,7 +772,7 @@ class ExperimentRun:
         return _submit(run_engine, self.store, manifest, wait=wait, retry=retry)
 
     def _retry_committed(self, retry: RetryRound) -> bool:
-        transaction = tables.app_id(self.run_id, f"{ROOT_COMMITTER}:retry-{retry.round}")
+        transaction = root_transaction(self.run_id, retry.round)
         return tables.holds_transaction(self.store, self.layout.table(FAILURES), transaction)
 
     def _start_retry(self, manifest: RunManifest, engine: Engine) -> RetryRound | None:

@@ -22,6 +22,7 @@ from scythe.errors import ManifestError
 from scythe.scatter_gather import RecursionMap
 
 if TYPE_CHECKING:
+    from scythe.schema import TableSchema
     from scythe.storage import Store
 
 RunStatus = Literal[
@@ -232,6 +233,13 @@ def read_manifest(store: Store, layout: RunLayout) -> RunManifest:
             f"the manifest {uri} does not hold a valid run manifest: {problems}. Its tables may "
             "still be read: ExperimentRun.open(run_id, storage=..., repair=True).results()"
         ) from None
+
+
+def stored_table_schemas(store: Store, layout: RunLayout) -> dict[str, TableSchema]:
+    """The schemas the run's tables were written with (``table_schemas.yml``), by table name."""
+    from scythe.schema import tables_from_dict
+
+    return tables_from_dict(load_yaml(store.get_bytes(layout.table_schemas)))
 
 
 def write_heartbeat(store: Store, layout: RunLayout, interval: float) -> None:

@@ -500,10 +500,10 @@ def gather_node(
     return result
 
 
-def collect_staged(store: Store, manifest_key: str) -> dict[str, list[tables.StagedFile]]:
-    """Every staged file under a node, per table, walking node manifests down the tree."""
+def collect_staged(store: Store, *manifest_keys: str) -> dict[str, list[tables.StagedFile]]:
+    """Every staged file under these nodes, per table, walking node manifests down the tree."""
     out: dict[str, list[tables.StagedFile]] = {}
-    stack = [manifest_key]
+    stack = list(reversed(manifest_keys))
     while stack:
         body = json.loads(store.get_bytes(stack.pop()))
         stack.extend(reversed(body.get("children", [])))
@@ -520,12 +520,16 @@ def _sort_indices(run: RunHandle, table: str) -> pl.Series:
 
 def commit_run(run: RunHandle, root: ScatterGatherResult) -> None:
     """Commit every table's staged files once, under the root's app-transaction id."""
-    staged = collect_staged(run.store, root.manifest_key)
+    keys = [root.manifest_key]
     reused = run.layout.node_manifest(REUSED_NODE)
     if not run.layout.round and run.store.exists(reused):  # rows copied from earlier runs
-        for name, files in collect_staged(run.store, reused).items():
-            staged.setdefault(name, []).extend(files)
-    commit_staged_files(run, staged)
+        keys.append(reused)
+    commit_staged_files(run, collect_staged(run.store, *keys))
+
+
+def root_transaction(run_id: str, round: int = 0) -> str:
+    """The app-transaction id the root commits a run (or its retry ``round``) under."""
+    return tables.app_id(run_id, f"{ROOT_COMMITTER}:retry-{round}" if round else ROOT_COMMITTER)
 
 
 def commit_staged_files(run: RunHandle, staged: dict[str, list[tables.StagedFile]]) -> None:
@@ -536,8 +540,7 @@ def commit_staged_files(run: RunHandle, staged: dict[str, list[tables.StagedFile
     round's files. Earlier table versions keep the earlier rows.
     """
     retry = run.layout.round
-    committer = f"{ROOT_COMMITTER}:retry-{retry}" if retry else ROOT_COMMITTER
-    transaction = tables.app_id(run.layout.run_id, committer)
+    transaction = root_transaction(run.layout.run_id, retry)
     inferred = run_tables(run, staged)
     if inferred:
         record_inferred_tables(run, inferred)
@@ -606,21 +609,25 @@ def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSumma
     return _record_outcome(run, apply_failure_policy(run, check_completeness(run)))
 
 
-def failure_limit(run: RunHandle) -> int | None:
-    """How many failed specs the run's failure policy tolerates (None: no policy).
+def _failure_policy(run: RunHandle) -> tuple[float | None, int | None]:
+    """The run's ``max_failure_ratio`` and how many failed specs it tolerates (None: no policy).
 
     Read from the stored manifest, not the cached one: ``resume`` may change it.
     """
     ratio = read_manifest(run.store, run.layout).max_failure_ratio
-    return None if ratio is None else math.floor(ratio * run.manifest.spec_count)
+    return ratio, None if ratio is None else math.floor(ratio * run.manifest.spec_count)
+
+
+def failure_limit(run: RunHandle) -> int | None:
+    """How many failed specs the run's failure policy tolerates (None: no policy)."""
+    return _failure_policy(run)[1]
 
 
 def apply_failure_policy(run: RunHandle, summary: RunSummary) -> RunSummary:
     """``summary`` marked ``failed`` if more specs failed than the failure policy tolerates."""
-    limit = failure_limit(run)
+    ratio, limit = _failure_policy(run)
     if limit is None or summary.failed <= limit:
         return summary
-    ratio = read_manifest(run.store, run.layout).max_failure_ratio
     not_run = f"; {summary.missing} spec(s) were not run" if summary.missing else ""
     message = (
         f"run {summary.run_id} FAILED: {summary.failed} of {summary.specs} specs failed, more "
@@ -633,11 +640,7 @@ def apply_failure_policy(run: RunHandle, summary: RunSummary) -> RunSummary:
 def finalize_stopped(inp: ScatterGatherInput, finished: list[ScatterGatherResult]) -> RunSummary:
     """Commit what the finished terminal nodes staged and mark the run ``failed`` (policy stop)."""
     run = handle_for(inp)
-    staged: dict[str, list[tables.StagedFile]] = {}
-    for result in finished:
-        for name, files in collect_staged(run.store, result.manifest_key).items():
-            staged.setdefault(name, []).extend(files)
-    commit_staged_files(run, staged)
+    commit_staged_files(run, collect_staged(run.store, *[r.manifest_key for r in finished]))
     return _record_outcome(run, apply_failure_policy(run, check_completeness(run)))
 
 

@@ -15,17 +15,12 @@ import polars as pl
 from scythe import tables
 from scythe.base import ExperimentOutputSpec
 from scythe.errors import SpecFailedError, TableNotFoundError
-from scythe.layout import RunLayout, load_yaml, read_manifest
-from scythe.schema import FAILURES, FILE_REFS, SCALARS, SPECS, TableSchema, tables_from_dict
+from scythe.layout import RunLayout, read_manifest, stored_table_schemas
+from scythe.schema import FAILURES, FILE_REFS, SCALARS, SPECS, TableSchema
 from scythe.storage import Store
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def stored_table_schemas(store: Store, layout: RunLayout) -> dict[str, TableSchema]:
-    """The schemas the run's tables were written with (``table_schemas.yml``), by table name."""
-    return tables_from_dict(load_yaml(store.get_bytes(layout.table_schemas)))
 
 
 class Results:

@@ -19,7 +19,7 @@ import polars as pl
 
 from scythe import tables
 from scythe.errors import RunOptionError
-from scythe.layout import REUSED_NODE, RunLayout, load_yaml
+from scythe.layout import REUSED_NODE, RunLayout, stored_table_schemas
 from scythe.scatter_gather import ScatterGatherResult
 from scythe.schema import (
     FAILURES,
@@ -27,7 +27,6 @@ from scythe.schema import (
     SPECS,
     ExperimentSchema,
     table_to_dict,
-    tables_from_dict,
 )
 from scythe.storage import Store
 
@@ -64,7 +63,7 @@ def _content_key(frame: pl.DataFrame, schema: ExperimentSchema) -> pl.DataFrame:
 
 
 def _check_schemas(store: Store, source: RunLayout, schema: ExperimentSchema) -> None:
-    stored = tables_from_dict(load_yaml(store.get_bytes(source.table_schemas)))
+    stored = stored_table_schemas(store, source)
     for name, table in schema.result_tables.items():
         theirs = stored.get(name)
         if theirs is None or table_to_dict(theirs) != table_to_dict(table):
@@ -74,20 +73,38 @@ def _check_schemas(store: Store, source: RunLayout, schema: ExperimentSchema) ->
             )
 
 
+def _with_file_keys(
+    specs: pl.DataFrame, fields: tuple[str, ...], by_spec: list[dict[str, tuple[str, str, str]]]
+) -> pl.DataFrame:
+    """``specs`` with each local input file as ``<content digest>/<name>`` (what reuse compares).
+
+    ``by_spec[i]`` maps a field of spec ``i`` to its ``(field, digest, name)`` upload key.
+    """
+    if not fields or not by_spec:
+        return specs
+    columns = []
+    for name in fields:
+        values = specs.get_column(name).cast(pl.String).to_list()
+        for i, entry in enumerate(by_spec):
+            if name in entry:
+                _, digest, file_name = entry[name]
+                values[i] = f"{digest}/{file_name}"
+        columns.append(pl.Series(name, values, dtype=pl.String))
+    return specs.with_columns(columns)
+
+
 def plan_reuse(
     store: Store,
     schema: ExperimentSchema,
     specs: pl.DataFrame,
-    file_keys: pl.DataFrame | None,
+    by_spec: list[dict[str, tuple[str, str, str]]],
     sources: list[RunLayout],
 ) -> ReusePlan:
     """Match the new ``specs`` rows against the specs that succeeded in ``sources`` (newest first).
 
-    ``file_keys`` holds, per new spec, ``<digest>/<name>`` of each input file field.
+    ``by_spec`` holds, per new spec, the upload keys of its local input files.
     """
-    mine = specs.select("sort_index", *[c for c in specs.columns if c not in _IDS])
-    if file_keys is not None:
-        mine = mine.with_columns(file_keys)
+    mine = _with_file_keys(specs, schema.input_file_fields, by_spec)
     mine_key = _content_key(mine, schema).with_columns(mine.get_column("sort_index"))
     plan = ReusePlan()
     for source in sources:
