@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry, FileReference
 
 
 class Point(ExperimentInputSpec):
@@ -30,3 +31,16 @@ def cpu_bound(spec: Point) -> Value:
         for _ in range(200):
             acc = (acc * 1.000001 + 1.0) % 1000.0
     return Value(y=acc)
+
+
+class Report(ExperimentOutputSpec):
+    y: float
+    report: FileReference
+
+
+@ExperimentRegistry.Register(name="bench_files")
+def file_output(spec: Point, tempdir: Path) -> Report:
+    """Writes a small text file (about 200 bytes) the run stores under results/."""
+    path = tempdir / "report.txt"
+    path.write_text(f"x={spec.x}\nk={spec.k}\n" + "#" * 180)
+    return Report(y=spec.x * 2 + spec.k, report=path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
@@ -27,6 +28,8 @@ from pydantic import (
     TypeAdapter,
     UrlConstraints,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 
@@ -260,6 +263,39 @@ class ExperimentOutputSpec(BaseSpec):
     )
 
     BASE_FIELDS: ClassVar[tuple[str, ...]] = ("experiment_id", "dataframes")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _frames_checked_per_node(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """While a spec runs in a run, ``DataFrame[Model]`` fields are not validated here.
+
+        pandera validates such a field whenever the output is built, a few
+        milliseconds a frame; in a run the node checks every spec's frame of
+        an output in one pass against the compiled schema, and a frame that
+        breaks a check fails its own spec. Outside a run (a function called
+        directly, a test) construction validates as pandera does.
+        """
+        if SPEC_SCOPE.get() is None or not _has_pandera_fields(cls):
+            return handler(data)
+        from pandera.config import config_context
+
+        with config_context(validation_enabled=False):
+            return handler(data)
+
+
+def _pandera_type(tp: Any) -> bool:
+    """Whether an annotation is, or holds, a pandera type (``DataFrame[Model]``, optional or not)."""
+    origin = typing.get_origin(tp) or tp
+    if getattr(origin, "__module__", "").startswith("pandera"):
+        return True
+    return any(_pandera_type(arg) for arg in typing.get_args(tp))
+
+
+@functools.cache
+def _has_pandera_fields(cls: type[BaseModel]) -> bool:
+    if "pandera" not in sys.modules:  # nothing can be annotated with pandera's types yet
+        return False
+    return any(_pandera_type(f.annotation) for f in cls.model_fields.values())
 
 
 SpecT = TypeVar("SpecT", bound=BaseSpec)

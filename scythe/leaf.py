@@ -205,29 +205,33 @@ def upload_outputs(
 # --------------------------------------------------------------------------- leaf
 
 
-def _frame_rows(
-    frame: Any, index: dict[str, Any], schema: ExperimentSchema, name: str
-) -> pl.DataFrame:
+def _frame_values(frame: Any, schema: ExperimentSchema, name: str, sort_index: int) -> pl.DataFrame:
+    """One spec's frame output as its declared value columns, in their exact dtypes.
+
+    Only what one spec can get wrong alone is checked here: missing columns and
+    values that do not fit their dtype. The column checks (bounds, ``isin``,
+    nulls) run once per node over every spec's frame (``scythe.nodes``), and
+    the node adds the index columns to all of them at once.
+    """
     table = schema.dataframes[name]
     if not isinstance(frame, pl.DataFrame):
         frame = pl.from_pandas(frame) if hasattr(frame, "to_numpy") else pl.DataFrame(frame)
-    n = frame.height
-    columns = [pl.lit(index[c.name], dtype=c.dtype).alias(c.name) for c in schema.index]
-    columns.append(pl.int_range(0, n, dtype=pl.Int64).alias(SORT_SUBINDEX))
-    missing = [c.name for c in table.values if c.name not in frame.columns]
+    dtypes = frame.schema
+    missing = [c.name for c in table.values if c.name not in dtypes]
     if missing:
-        raise LeafError(f"dataframe output {name!r} lacks columns {missing}")
-    # Check and cast here so a frame of the wrong types fails this spec, not its whole batch.
+        raise OutputValidationError(
+            f"dataframe output {name!r} (spec {sort_index}) lacks columns {missing}; "
+            f"it has {list(dtypes)}"
+        )
+    if all(dtypes[c.name] == c.dtype for c in table.values):
+        return frame.select(table.value_names)  # the common case: nothing to cast
     for column in table.values:
         problem = cast_problem(frame.get_column(column.name), column.dtype)
         if problem:
             raise OutputValidationError(
-                f"dataframe output {name!r}, column {column.name!r} "
-                f"(spec {index.get('sort_index')}): {problem}"
+                f"dataframe output {name!r}, column {column.name!r} (spec {sort_index}): {problem}"
             )
-    return frame.select(
-        [*columns, *[pl.col(c.name).cast(c.dtype, strict=True) for c in table.values]]
-    )
+    return frame.select(pl.col(c.name).cast(c.dtype, strict=True) for c in table.values)
 
 
 def _check_frame_size(frame: pl.DataFrame, name: str, sort_index: int, ctx: LeafContext) -> None:
@@ -389,15 +393,16 @@ def _result(
     )
     frames, extra = {}, {}
     if schema.dataframes or output.dataframes:
-        index = index_values(spec, schema)
         frames = {
-            name: _frame_rows(getattr(output, name), index, schema, name)
+            name: _frame_values(getattr(output, name), schema, name, spec.sort_index)
             for name in schema.dataframes
         }
-        extra = {
-            name: undeclared_frame_rows(frame, index, schema, name)
-            for name, frame in output.dataframes.items()
-        }
+        if output.dataframes:
+            index = index_values(spec, schema)
+            extra = {
+                name: undeclared_frame_rows(frame, index, schema, name)
+                for name, frame in output.dataframes.items()
+            }
         for name, frame in {**frames, **extra}.items():
             _check_frame_size(frame, name, spec.sort_index, ctx)
     return LeafResult(

@@ -317,8 +317,7 @@ def _validated_frames(
         for s, message in bad.items():
             invalid.setdefault(s, message)
     for name, table in schema.dataframes.items():
-        parts = [r.frames[name] for r in ok if name in r.frames]
-        frames[name] = pl.concat(parts, how="vertical") if parts else table.empty_frame()
+        frames[name] = _frame_table(ok_index, [r.frames.get(name) for r in ok], table)
     undeclared, bad = _undeclared_frames(run, ok)
     frames.update(undeclared)
     for s, message in bad.items():
@@ -330,6 +329,30 @@ def _validated_frames(
         for s, message in bad.items():
             invalid.setdefault(s, message)
     return _move_invalid(frames, invalid, index, schema.failures) if invalid else frames
+
+
+def _frame_table(
+    index: pl.DataFrame, parts: list[pl.DataFrame | None], table: tables.TableSchema
+) -> pl.DataFrame:
+    """A frame output's table for a batch: each spec's value rows after its index values.
+
+    ``parts[i]`` is the frame of the spec in row ``i`` of ``index`` (its value
+    columns only, from the leaf); the index columns and ``sort_subindex`` are
+    added here for the whole batch at once.
+    """
+    rows = [(i, f) for i, f in enumerate(parts) if f is not None and f.height]
+    if not rows:
+        return table.empty_frame()
+    heights = [f.height for _, f in rows]
+    spec_rows = pl.Series([i for (i, _), h in zip(rows, heights, strict=True) for _ in range(h)])
+    keys = index.select(c.name for c in table.index).gather(spec_rows)
+    sub = pl.select(
+        pl.int_ranges(0, pl.Series(heights, dtype=pl.Int64), dtype=pl.Int64)
+        .explode()
+        .alias(SORT_SUBINDEX)
+    )
+    values = pl.concat([f for _, f in rows], how="vertical")
+    return pl.concat([keys, sub, values], how="horizontal").select(table.names)
 
 
 def _move_invalid(

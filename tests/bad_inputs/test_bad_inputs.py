@@ -215,7 +215,11 @@ OUTPUT_CASES = [
         "dataframe output 'steps', column 'value' (spec 1): declared Float64 but holds String "
         "values (e.g. 'zero'): values are not converted",
     ),
-    ("frame_missing_column", "LeafError", "dataframe output 'steps' lacks columns ['value']"),
+    (
+        "frame_missing_column",
+        "OutputValidationError",
+        "dataframe output 'steps' (spec 1) lacks columns ['value']",
+    ),
     (
         "frame_too_long",
         "OutputValidationError",

@@ -1,0 +1,126 @@
+"""Outputs are validated once per node, and a bad output still fails only its own spec."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+import pytest
+from pandera.config import get_config_context
+from pandera.typing.polars import DataFrame
+
+from scythe import (
+    BaseExperiment,
+    ExperimentInputSpec,
+    ExperimentOutputSpec,
+    ExperimentRegistry,
+    LocalEngine,
+    RecursionMap,
+)
+
+IN_PROCESS = LocalEngine(slots=0, progress=False)
+ONE_NODE = RecursionMap(factor=2, max_depth=0)  # every spec in one terminal node
+N = 40
+BAD = 17
+
+
+class Day(ExperimentInputSpec):
+    scale: float
+    mode: str = "ok"
+
+
+class Hourly(pa.DataFrameModel):
+    hour: int = pa.Field(ge=0, le=23)
+    load: float = pa.Field(ge=0)
+
+
+class DayOut(ExperimentOutputSpec):
+    peak: float
+    hourly: DataFrame[Hourly]
+
+
+def _load(spec: Day) -> list[float]:
+    return [spec.scale * (h + 1) for h in range(24)]
+
+
+@ExperimentRegistry.Register(name="batch_validation_day")
+def day(spec: Day) -> DayOut:
+    load = _load(spec)
+    if spec.mode == "negative_load":
+        load[5] = -2.5  # breaks load >= 0, built normally (no assignment after the fact)
+    hours = list(range(24))
+    if spec.mode == "hour_out_of_range":
+        hours[23] = 24
+    out = DayOut(peak=max(load), hourly=pl.DataFrame({"hour": hours, "load": load}))
+    if spec.mode == "negative_peak":
+        out.peak = float("nan")
+    return out
+
+
+def _run(tmp_path, bad_mode: str):
+    specs = [Day(scale=1.0 + i, mode=bad_mode if i == BAD else "ok") for i in range(N)]
+    run, ref = BaseExperiment(day, storage=tmp_path / "store").allocate(
+        specs, engine=IN_PROCESS, recursion_map=ONE_NODE
+    )
+    summary = ref.result()
+    return run, summary
+
+
+@pytest.mark.parametrize(
+    ("mode", "column", "check", "value"),
+    [
+        ("negative_load", "load", "greater_than_or_equal_to(0)", "-2.5"),
+        ("hour_out_of_range", "hour", "less_than_or_equal_to(23)", "24"),
+    ],
+)
+def test_one_bad_frame_among_many_fails_only_its_spec(tmp_path, mode, column, check, value):
+    run, summary = _run(tmp_path, mode)
+    assert (summary.specs, summary.done, summary.failed) == (N, N - 1, 1)
+    results = run.results()
+    failure = results.failures.row(0, named=True)
+    assert failure["sort_index"] == BAD
+    assert failure["error_type"] == "OutputValidationError"
+    assert f"column {column!r} failed {check}" in failure["message"]
+    assert value in failure["message"]
+    hourly = results["hourly"]
+    assert hourly.height == 24 * (N - 1)
+    assert BAD not in hourly["sort_index"].to_list()
+    assert BAD not in results.scalars["sort_index"].to_list()
+    # the other specs' rows are whole, in order, with their own index values
+    spec_3 = hourly.filter(pl.col("sort_index") == 3)
+    assert spec_3["sort_subindex"].to_list() == list(range(24))
+    assert spec_3["scale"].unique().to_list() == [4.0]
+    assert spec_3["load"].to_list() == [4.0 * (h + 1) for h in range(24)]
+
+
+def test_one_bad_scalar_among_many_fails_only_its_spec(tmp_path):
+    run, summary = _run(tmp_path, "negative_peak")
+    assert (summary.done, summary.failed) == (N - 1, 1)
+    failure = run.results().failures.row(0, named=True)
+    assert failure["sort_index"] == BAD
+    assert "column 'peak'" in failure["message"]
+
+
+def test_a_node_validates_each_table_once_not_each_spec(tmp_path, monkeypatch):
+    calls: list[str | None] = []
+    validate = pa.DataFrameSchema.validate
+
+    def counting(self, *args, **kwargs):
+        if get_config_context().validation_enabled:  # a call that checks something
+            calls.append(self.name)
+        return validate(self, *args, **kwargs)
+
+    monkeypatch.setattr(pa.DataFrameSchema, "validate", counting)
+    run, summary = _run(tmp_path, "ok")
+    assert summary.failed == 0
+    during_run = list(calls)
+    # one check of each table of the one node (and none per spec's frame)
+    assert during_run.count("hourly") == 1
+    assert during_run.count("scalars") == 1
+    assert "Hourly" not in during_run  # the DataFrame[Hourly] field itself was not validated
+    assert run.results()["hourly"].height == 24 * N
+
+
+def test_outside_a_run_building_the_output_still_validates_the_frame():
+    with pytest.raises(ValueError, match="load"):
+        DayOut(peak=1.0, hourly=pl.DataFrame({"hour": [0], "load": [-1.0]}))
+    assert day(Day(scale=2.0)).hourly.height == 24
