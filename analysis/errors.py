@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from scythe.errors import ScytheError
+from scythe.errors import RunNotFoundError, ScytheError
 
 
 class AnalysisError(ScytheError):
@@ -27,3 +27,19 @@ class SensitivityError(AnalysisError, ValueError):
 
 class OutputNotFoundError(AnalysisError, LookupError):
     """An output named for an analysis is not a numeric scalar output of the run."""
+
+
+class AmbiguousRunError(AnalysisError, RunNotFoundError):
+    """A run id prefix matches more than one run: the message lists them."""
+
+
+class CompareError(AnalysisError, ValueError):
+    """Two runs cannot be compared (different input columns, an output that is not numeric)."""
+
+
+class QueryError(AnalysisError, ValueError):
+    """A SQL query or a scan option cannot be run over the runs' tables."""
+
+
+class TrainingSetError(AnalysisError, ValueError):
+    """A training set cannot be built (a split out of range, a column of the wrong type)."""
