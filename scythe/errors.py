@@ -99,6 +99,22 @@ class VersionError(ScytheError, ValueError):
     """A version string or bump is not valid."""
 
 
+class SchemaChangeError(ScytheError, ValueError):
+    """A schema changed more than a version bump allows, or cannot be read across versions.
+
+    ``changes`` lists each change (``scythe.schema.diff.SchemaChange``);
+    ``required`` is the bump they need and ``given`` the one asked for.
+    """
+
+    def __init__(
+        self, message: str, *, changes: list | None = None, required: str = "", given: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.changes = list(changes or [])
+        self.required = required
+        self.given = given
+
+
 class RecursionMapError(ScytheError, ValueError):
     """A recursion map or tree path is out of range."""
 
@@ -242,3 +258,7 @@ class NodeFailedError(EngineError):
 
 class WorkerConfigError(ScytheError, ValueError):
     """A ``scythe worker`` cannot start with this configuration (roles, slots or experiments)."""
+
+
+class ExperimentCheckError(ScytheError, AssertionError):
+    """``scythe.testing.check_experiment`` found a spec the experiment fails on (named in the message)."""
