@@ -79,9 +79,11 @@ class Factor:
         return max(0, (math.floor(self.high) - first) // step + 1)  # type: ignore[arg-type]
 
     def value(self, i: int) -> Any:
-        """The ``i``-th value of a discrete factor."""
+        """The ``i``-th value of a discrete factor (of a continuous range: its low end)."""
         if self.levels is not None:
             return self.levels[i]
+        if not self.integer:
+            return self.low
         step = int(self.step or 1)
         return math.ceil(self.low / step) * step + i * step  # type: ignore[operator]
 
@@ -151,13 +153,23 @@ def sample(
     analysis.errors.UnboundedFieldError: Box.label (str) has no range to sample: pass levels={'label': [...]} or fixed={'label': value}, or leave it out of vary= to keep its default
     """
     factors = design_factors(spec_type, vary=vary, fixed=fixed, bounds=bounds, levels=levels)
-    if not factors:
-        raise DesignError(f"{spec_type.__name__}: every field is fixed, there is nothing to vary")
-    columns = _columns(factors, _check_size(n, method), method, seed)
+    # A factor with one value is held at it: a design's factors are the fields that vary.
+    single = {
+        f.name: f.value(0) for f in factors if f.count == 1 or (f.count is None and f.low == f.high)
+    }
+    held = {**(fixed or {}), **single}
+    factors = [f for f in factors if f.name not in single]
+    _check_size(n, method)
+    if not factors and method == "saltelli":
+        raise DesignError(f"{spec_type.__name__}: no field varies, there is nothing to analyse")
+    if not factors:  # every field holds one value: n copies (one for a grid)
+        return parse_specs(
+            spec_type, [{**held, "sort_index": i} for i in range(n if method != "grid" else 1)]
+        )
+    columns = _columns(factors, n, method, seed)
     rows = [
         dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
     ]
-    held = dict(fixed or {})
     return parse_specs(spec_type, [{**held, **row, "sort_index": i} for i, row in enumerate(rows)])
 
 
@@ -276,28 +288,24 @@ def _factor(
     if given_bounds is not None:
         low, high = _narrow(spec_type, name, (low, high), given_bounds)
     if low is None or high is None:
-        missing = "a lower bound" if low is None else "an upper bound"
-        raise _unbounded(spec_type, name, kind, f" (it has no {missing})")
+        missing = "lower" if low is None else "upper"
+        raise _unbounded(spec_type, name, kind, f" (it has no {missing} bound)")
     if low > high or (kind == "int" and math.ceil(low) > math.floor(high)):
         raise DesignError(f"{spec_type.__name__}.{name}: the range {low}..{high} is empty")
     return Factor(name, low=float(low), high=float(high), integer=kind == "int", step=step)
 
 
 def _unbounded(spec_type: type, name: str, kind: str, why: str) -> UnboundedFieldError:
-    numeric = kind in ("float", "int")
-    what = (
-        f"declare Field(ge=..., le=...) on it, or pass bounds={{{name!r}: (low, high)}}, "
-        if numeric
-        else ""
-    )
+    declare = "declare Field(ge=..., le=...) on it or " if kind in ("float", "int") else ""
+    ranged = f"bounds={{{name!r}: (low, high)}}, " if kind in ("float", "int") else ""
     default = (
         ""
         if spec_type.model_fields[name].is_required()
         else ", or leave it out of vary= to keep its default"
     )
     return UnboundedFieldError(
-        f"{spec_type.__name__}.{name} ({kind}) has no range to sample{why}: {what}"
-        f"pass levels={{{name!r}: [...]}} or fixed={{{name!r}: value}}{default}"
+        f"{spec_type.__name__}.{name} ({kind}) has no range to sample{why}: {declare}"
+        f"pass {ranged}levels={{{name!r}: [...]}} or fixed={{{name!r}: value}}{default}"
     )
 
 
