@@ -206,6 +206,32 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or repr(tp)
 
 
+@dataclass(frozen=True)
+class ResolvedAnnotation:
+    """A field's annotation without its ``Annotated`` and ``| None`` layers."""
+
+    base: Any
+    nullable: bool
+    constraints: tuple[Constraint, ...]
+    file_reference: bool
+
+
+def resolve_annotation(annotation: Any, metadata: Iterable[Any] = ()) -> ResolvedAnnotation:
+    """The base type of an annotation, whether it allows None, its constraints, and whether
+    it is a ``FileReference`` (what the column compiler reads, for strategies and tools).
+
+    >>> from typing import Annotated
+    >>> from pydantic import Field
+    >>> r = resolve_annotation(Annotated[int, Field(ge=1)] | None)
+    >>> r.base, r.nullable, [(c.kind, c.value) for c in r.constraints]
+    (<class 'int'>, True, [('ge', 1)])
+    """
+    resolved = _resolve(annotation, metadata)
+    return ResolvedAnnotation(
+        resolved.base, resolved.nullable, _constraints(resolved.metadata), resolved.file_reference
+    )
+
+
 def compile_field(model: type[BaseModel], name: str, *, unique: bool = False) -> Column:
     """Compile one pydantic field of ``model`` into a :class:`Column`.
 
