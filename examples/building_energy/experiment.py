@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import pandera.polars as pa
 from pandera.typing.polars import DataFrame
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from examples.building_energy.climate import Climate, climate_path, load_climate
 from examples.building_energy.model import BuildingParameters, simulate_building
@@ -33,6 +33,15 @@ class BuildingSpec(ExperimentInputSpec):
     infiltration_ach: float = Field(0.5, ge=0, le=3, description="Infiltration [air changes/h]")
     floors: int | None = Field(None, ge=1, le=40, description="Storeys; None for one")
     weather_file: FileReference = Field(..., description="Hourly climate (Parquet)")
+
+    @model_validator(mode="after")
+    def _cooling_above_heating(self) -> BuildingSpec:
+        if self.cooling_setpoint_c < self.heating_setpoint_c + 1.0:
+            raise ValueError(
+                f"cooling_setpoint_c={self.cooling_setpoint_c!r} must be at least 1 K above "
+                f"heating_setpoint_c={self.heating_setpoint_c!r}"
+            )
+        return self
 
     @property
     def computed_features(self) -> dict[str, int | float | str]:
