@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -87,6 +90,183 @@ def worker(
     typer.echo(plan.describe())
     if not dry_run:
         build_worker(plan).start()
+
+
+# --------------------------------------------------------------------------- errors and options
+
+DEBUG = typer.Option(False, "--debug", help="On an error, show the traceback.")
+STORAGE = typer.Option(
+    None,
+    "--storage",
+    help="Store to read and write: a path, file:// or s3://bucket/prefix URI "
+    "(default: SCYTHE_STORAGE_URI, else ./scythe-data).",
+)
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line: its lines joined, cut at 600 characters."""
+    text = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    text = text or type(err).__name__
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
+def cli_errors(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Turn an error of the command ``name`` into one line on stderr and exit code 2.
+
+    The command takes ``debug: bool = DEBUG``; with ``--debug`` the traceback is shown.
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            import click
+
+            from scythe.errors import ScytheError
+
+            try:
+                return command(*args, **kwargs)
+            except (click.exceptions.Exit, click.exceptions.ClickException, click.Abort):
+                raise
+            except Exception as err:
+                if kwargs.get("debug"):
+                    raise
+                kind = "" if isinstance(err, ScytheError) else f"{type(err).__name__}: "
+                typer.echo(
+                    f"scythe {name}: {kind}{one_line(err)} (--debug shows the traceback)", err=True
+                )
+                raise typer.Exit(2) from None
+
+        return wrapper
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- scythe run
+
+
+def load_specs(path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV, Parquet or JSON Lines file, as spec field dicts."""
+    import polars as pl
+
+    from scythe.errors import SpecValidationError
+
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise SpecValidationError(f"--specs {path}: no such file")
+    if suffix == ".csv":
+        rows = pl.read_csv(path).to_dicts()
+        return [{k: v for k, v in row.items() if v is not None} for row in rows]  # blank: default
+    if suffix in (".parquet", ".pq"):
+        return pl.read_parquet(path).to_dicts()
+    if suffix in (".jsonl", ".ndjson"):
+        return pl.read_ndjson(path).to_dicts()
+    raise SpecValidationError(
+        f"--specs {path}: unknown file type {suffix!r}; give a .csv, .parquet or .jsonl file"
+    )
+
+
+def load_experiment(reference: str, storage: str | None) -> Any:
+    """The ``BaseExperiment`` that ``module:attr`` names (an experiment or a registered function)."""
+    import importlib
+    import os
+    import sys
+
+    from scythe.errors import ExperimentNotFoundError
+    from scythe.experiments import BaseExperiment
+    from scythe.registry import ExperimentRunnable
+
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise ExperimentNotFoundError(f"{reference!r}: give the experiment as MODULE:ATTR")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like python -m: modules of the working directory
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ExperimentNotFoundError(
+            f"cannot import {module_name!r} ({err}): run from the directory that holds it"
+        ) from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ExperimentNotFoundError(f"{reference!r}: {module_name} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, BaseExperiment):
+        if storage is None:
+            return obj
+        return BaseExperiment(obj.runnable, obj.name, storage=storage)
+    if isinstance(obj, ExperimentRunnable):
+        return BaseExperiment(obj, storage=storage)
+    raise ExperimentNotFoundError(
+        f"{reference!r} is a {type(obj).__name__}, not a BaseExperiment or a function "
+        "registered with @ExperimentRegistry.Register()"
+    )
+
+
+def engine_for(name: str, slots: int | None) -> Any:
+    """The engine ``name`` (``local`` or ``hatchet``); ``slots`` for the local engine."""
+    from scythe.engines import get_engine
+    from scythe.engines.local import LocalEngine
+    from scythe.errors import EngineConfigError
+
+    if name == "local":
+        return LocalEngine(slots=slots)
+    if slots is not None:
+        raise EngineConfigError("--slots is an option of the local engine (--engine local)")
+    return get_engine(name)
+
+
+@app.command()
+@cli_errors("run")
+def run(
+    experiment: Annotated[
+        str, typer.Argument(metavar="MODULE:EXPERIMENT", help="The experiment to run.")
+    ],
+    specs: Annotated[
+        Path, typer.Option("--specs", help="Specs, one per row: .csv, .parquet, .jsonl.")
+    ],
+    version: str = typer.Option(
+        "bumpmajor", "--version", help="bumpmajor, bumpminor, bumppatch, keep or vM.m.p."
+    ),
+    engine: str = typer.Option("local", "--engine", help="local or hatchet."),
+    slots: int | None = typer.Option(
+        None, "--slots", min=0, help="Local worker processes (0: in this process)."
+    ),
+    factor: int | None = typer.Option(None, "--factor", min=2, help="Branching factor."),
+    max_depth: int | None = typer.Option(None, "--max-depth", min=0, help="Tree depth."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the run to end."),
+    storage: str | None = STORAGE,
+    debug: bool = DEBUG,
+) -> None:
+    """Allocate and run an experiment over the specs in a file.
+
+    Prints the run id and, once the run ends, its status; exit code 0 when
+    every spec succeeded, 1 when some failed or did not run.
+
+    Example: scythe run my_study.experiment:simulate --specs specs.csv --version bumpminor
+    """
+    from scythe.errors import RunOptionError
+    from scythe.scatter_gather import RecursionMap
+
+    if not wait and engine == "local":
+        raise RunOptionError(
+            "--no-wait needs --engine hatchet: the local engine runs the specs in this process"
+        )
+    if (factor is None) != (max_depth is None):
+        raise RunOptionError("give --factor and --max-depth together (or neither)")
+    target = load_experiment(experiment, storage)
+    tree = None if factor is None else RecursionMap(factor=factor, max_depth=max_depth)
+    started, ref = target.allocate(
+        load_specs(specs), version=version, recursion_map=tree,
+        engine=engine_for(engine, slots), wait=False,
+    )  # fmt: skip
+    typer.echo(f"run {started.run_id}")
+    if not wait:
+        typer.echo(f"submitted to {engine}; follow it with: scythe show {started.run_id}")
+        return
+    summary = ref.result()
+    typer.echo(f"{summary.status}: {summary.done} done, {summary.failed} failed of {summary.specs}")
+    if summary.status != "complete":
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":
