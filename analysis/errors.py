@@ -43,3 +43,7 @@ class QueryError(AnalysisError, ValueError):
 
 class TrainingSetError(AnalysisError, ValueError):
     """A training set cannot be built (a split out of range, a column of the wrong type)."""
+
+
+class PlotError(AnalysisError, ValueError):
+    """A plot has nothing to draw (no successful specs, no numeric output, no indices)."""
