@@ -217,9 +217,12 @@ def _levels(data: RunPlotData, column: str) -> int:
 
 
 def _box(ax: Axes, rows: pl.DataFrame, name: str, output: str) -> None:
-    groups = rows.group_by(name).agg(pl.col(output).cast(pl.Float64)).sort(name)
-    labels = [short_level(v) for v in groups.get_column(name).to_list()]
-    values = [list(v) for v in groups.get_column(output).to_list()]
+    groups = rows.group_by(name).agg(pl.col(output).cast(pl.Float64))
+    pairs = sorted(
+        (short_level(level), list(values))
+        for level, values in zip(groups.get_column(name), groups.get_column(output), strict=True)
+    )
+    labels, values = [p[0] for p in pairs], [p[1] for p in pairs]
     parts = ax.boxplot(values, patch_artist=True, widths=0.6, showfliers=False)
     for patch in parts["boxes"]:
         patch.set_facecolor(COLOURS[0])
@@ -247,14 +250,17 @@ def comparison_figure(
         va, vb = _values(a.scalars, name), _values(b.scalars, name)
         both = np.concatenate([va, vb])
         edges = np.histogram_bin_edges(both, bins=_bins(both)) if both.size else 10
-        for values, label, colour in ((va, names[0], COLOURS[0]), (vb, names[1], COLOURS[1])):
-            ax.hist(values, bins=edges, histtype="step", linewidth=1.6, color=colour,
-                    label=f"{label} (n={values.size:,})")  # fmt: skip
-        ax.set_title(name, fontsize=10)
+        for values, colour in ((va, COLOURS[0]), (vb, COLOURS[1])):
+            ax.hist(values, bins=edges, histtype="step", linewidth=1.6, color=colour)
+        ax.set_title(f"{name} (n={va.size:,} / {vb.size:,})", fontsize=10)
         ax.set_xlabel(a.labels[name])
         ax.set_ylabel("specs")
-        ax.legend(fontsize=7, frameon=False)
-    fig.suptitle("Two runs compared", fontsize=11)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, linewidth=1.6) for c in COLOURS]
+    fig.legend(handles, [f"a: {names[0]}", f"b: {names[1]}"], loc="outside lower center",
+               ncols=2, frameon=False, fontsize=9)  # fmt: skip
+    fig.suptitle("Two runs compared: output distributions", fontsize=11)
     return fig
 
 
@@ -282,7 +288,7 @@ def sensitivity_figure(result: Sensitivity) -> Figure:
     fig, axes = _figure(len(outputs), columns=2, size=(5.2, height))
     for ax, name in zip(axes, outputs, strict=True):
         _bars(ax, result.outputs[name])
-    kind = "Sobol' indices" if result.saltelli else "Regression importance"
+    kind = "Sobol' indices" if result.saltelli else "linear regression"
     fig.suptitle(f"Sensitivity of the outputs to the inputs ({kind})", fontsize=11)
     return fig
 
@@ -304,15 +310,17 @@ def _bars(ax: Axes, output: Any) -> None:
         ax.set_xlabel("share of the output's variance")
         ax.legend(fontsize=7, frameon=False, loc="lower right")
         ax.set_title(output.output, fontsize=10)
+        shown = table.get_column("st").fill_null(0).to_numpy()
     else:
-        ax.barh(
-            y, table.get_column("importance").fill_null(0).to_numpy(), height=0.6, color=COLOURS[0]
-        )
+        shown = table.get_column("importance").fill_null(0).to_numpy()
+        ax.barh(y, shown, height=0.6, color=COLOURS[0])
         basis = table.get_column("basis")[0] if "basis" in table.columns else "values"
-        ax.set_xlabel(f"variance share lost without the input ({basis})")
+        ax.set_xlabel(f"variance share lost without the input (fit on {basis})")
         ax.set_title(f"{output.output} (R² {output.r2:.2f})", fontsize=10)
+    for yi, value in zip(y, shown, strict=True):
+        ax.text(max(value, 0) + 0.01, yi, f"{value:.2f}", va="center", fontsize=7)
     ax.set_yticks(y, names, fontsize=8)
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, max(1.0, float(shown.max(initial=0)) + 0.12))
 
 
 def _need_rows(data: RunPlotData) -> None:
