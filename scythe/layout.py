@@ -163,6 +163,18 @@ class RetryRound(BaseModel):
     recursion_map: RecursionMap
 
 
+class SchemaChangeRecord(BaseModel):
+    """How a run's schema differs from the latest run's before it (``allocate()`` checks it)."""
+
+    previous_run: str = Field(description="The run compared with: the latest run before this one")
+    required: str = Field(description="The version bump the changes need (bumpmajor, bumpminor)")
+    given: str = Field(description="The version asked for (a bump or vM.m.p)")
+    allow_schema_change: bool = Field(
+        default=False, description="True: allow_schema_change=True let a smaller bump through"
+    )
+    changes: list[str] = Field(default_factory=list)
+
+
 class RunManifest(BaseModel):
     """``manifest.yml``: what a run is, how it was split and how it ended."""
 
@@ -195,6 +207,9 @@ class RunManifest(BaseModel):
     )
     max_failure_ratio: float | None = Field(
         default=None, description="Failure policy: stop once more than this share of specs failed"
+    )
+    schema_change: SchemaChangeRecord | None = Field(
+        default=None, description="Schema changes since the previous run, and the bump given"
     )
     status: RunStatus = "allocated"
     done: int = 0
