@@ -44,15 +44,19 @@ from scythe.errors import (
     RecursionMapError,
     RunFolderError,
     RunOptionError,
+    SchemaChangeError,
     SpecValidationError,
 )
 from scythe.layout import (
     RetryRound,
     RunLayout,
     RunManifest,
+    SchemaChangeRecord,
     dump_yaml,
+    load_yaml,
     run_id_of,
     run_time_folder,
+    version_prefix,
 )
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, TreeNode, iter_terminal_nodes
@@ -66,8 +70,10 @@ from scythe.schema import (
     feature_types,
     schema_to_dict,
 )
+from scythe.schema.diff import BUMP_RANK, bump_of, diff_entries, format_changes, required_bump
+from scythe.schema.lock import entry_of, stored_entry
 from scythe.storage import Store
-from scythe.versions import SemVer
+from scythe.versions import SemVer, VersionBump
 
 MAX_TERMINAL_SPECS = 1000
 # Scalar-only outputs are a few values per spec: bigger nodes, fewer fixed costs.
@@ -178,6 +184,8 @@ class AllocationPlan:
     """The spec (as JSON data) of a one-off run: one spec allocated on its own, no tree."""
     max_failure_ratio: float | None = None
     """Stop the run once more than this share of its specs failed (None: run them all)."""
+    schema_change: SchemaChangeRecord | None = None
+    """How the schema differs from the latest run's, recorded in the manifest."""
 
     @property
     def n_specs(self) -> int:
@@ -197,6 +205,9 @@ def plan_allocation(
     parallelism: int = 1,
     single: bool = False,
     max_failure_ratio: float | None = None,
+    previous: PreviousRun | None = None,
+    version: VersionBump | SemVer | str = "bumpmajor",
+    allow_schema_change: bool = False,
 ) -> AllocationPlan:
     """Validate ``specs``, compile the schema, plan the tree and list the files to upload.
 
@@ -204,7 +215,9 @@ def plan_allocation(
     ``SpecValidationError``; the caller's spec objects are never modified.
     ``single`` plans a one-off run of one spec: one node, no tree. With
     ``max_failure_ratio`` the default tree has smaller nodes, so that a run
-    stops soon after passing it (engines stop between nodes).
+    stops soon after passing it (engines stop between nodes). The schema is
+    checked against ``previous`` (the latest run's, :func:`latest_run_schema`)
+    for the ``version`` asked for (:func:`check_schema_change`).
     """
     check_failure_ratio(max_failure_ratio)
     parsed = parse_specs(experiment.input_spec, specs)
@@ -216,6 +229,7 @@ def plan_allocation(
     schema = compile_experiment(
         experiment.input_spec, experiment.output_spec, computed_features=features
     )
+    change = check_schema_change(schema, previous, version, allow=allow_schema_change)
     frame = specs_frame(parsed, schema, sort_index, feature_rows)
     check_specs_frame(frame, schema)
     max_node = MAX_TERMINAL_SPECS if schema.dataframes else MAX_TERMINAL_SPECS_SCALAR_ONLY
@@ -234,7 +248,85 @@ def plan_allocation(
         raise RecursionMapError(f"recursion_map.path must be empty at allocation, got {rmap.path}")
     artifacts = scan_artifacts(parsed, schema.input_file_fields)
     return AllocationPlan(
-        experiment, schema, frame, features, rmap, artifacts, document, max_failure_ratio
+        experiment, schema, frame, features, rmap, artifacts, document, max_failure_ratio, change
+    )
+
+
+# --------------------------------------------------------------------------- schema versions
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """The schema stored with the latest run of an experiment, as a lock entry."""
+
+    experiment: str
+    """The experiment's folder name (``BaseExperiment.name``)."""
+    run_id: str
+    version: SemVer
+    entry: dict[str, Any]
+
+
+def latest_run_schema(store: Store, experiment: str) -> PreviousRun | None:
+    """The schema stored with the newest run of the newest version (None: no run yet).
+
+    Reads ``table_schemas.yml`` and ``experiment_io_spec.yml``; a run folder
+    without a stored schema (an allocation that stopped half way) is passed over.
+    """
+    versions = [SemVer.parse(v) for v in store.list_children(experiment) if SemVer.is_version(v)]
+    for version in sorted(versions, reverse=True):
+        for folder in reversed(store.list_children(version_prefix(experiment, version))):
+            layout = RunLayout(run_id_of(experiment, version, folder))
+            if not store.exists(layout.table_schemas):
+                continue
+            stored = load_yaml(store.get_bytes(layout.table_schemas))
+            io_spec = (
+                load_yaml(store.get_bytes(layout.io_spec)) if store.exists(layout.io_spec) else None
+            )
+            return PreviousRun(experiment, layout.run_id, version, stored_entry(stored, io_spec))
+    return None
+
+
+def check_schema_change(
+    schema: ExperimentSchema,
+    previous: PreviousRun | None,
+    version: VersionBump | SemVer | str,
+    *,
+    allow: bool = False,
+) -> SchemaChangeRecord | None:
+    """Semantic versioning of the schema: what it needs against the latest run's, and a check.
+
+    A breaking change needs ``bumpmajor``, an additive one at least
+    ``bumpminor`` (:mod:`scythe.schema.diff`); a smaller bump (``keep``,
+    ``bumppatch``, or an explicit version that moves less) raises
+    ``SchemaChangeError`` naming the changes and the bump they need, unless
+    ``allow`` (``allow_schema_change=True``). Returns what the manifest records:
+    None when nothing changed and nothing was allowed.
+    """
+    if previous is None:
+        return None
+    io_spec = experiment_io_spec(schema.input_spec, schema.output_spec)
+    entry = entry_of(schema.index, schema.result_tables, io_spec)
+    changes = diff_entries(previous.entry, entry, experiment=previous.experiment)
+    if not changes and not allow:
+        return None
+    required, given = required_bump(changes), bump_of(previous.version, version)
+    if BUMP_RANK[given] < BUMP_RANK[required] and not allow:
+        asked = f"version={str(version)!r}" + ("" if str(version) == given else f" is {given}")
+        raise SchemaChangeError(
+            f"experiment {previous.experiment!r}: the schema changed since run {previous.run_id} "
+            f"in ways that need {required}, but {asked}:\n{format_changes(changes)}\n"
+            f"allocate with version={required!r}, or pass allow_schema_change=True to allocate "
+            "anyway (the manifest records it)",
+            changes=changes,
+            required=required,
+            given=given,
+        )
+    return SchemaChangeRecord(
+        previous_run=previous.run_id,
+        required=required,
+        given=str(version),
+        allow_schema_change=allow,
+        changes=[str(c) for c in changes],
     )
 
 
@@ -370,6 +462,7 @@ def claim_run_folder(
             computed_features={k: v.__name__ for k, v in plan.features.items()},
             max_failure_ratio=plan.max_failure_ratio,
             tree_specs=tree_specs,
+            schema_change=plan.schema_change,
         )
         if store.put_if_absent(RunLayout(run_id).manifest, manifest.to_yaml()):
             return manifest
