@@ -33,6 +33,7 @@ from scythe.allocation import (
     AllocationPlan,
     check_failure_ratio,
     default_recursion_map,
+    latest_run_schema,
     plan_allocation,
     write_retry_round,
     write_run,
@@ -285,6 +286,7 @@ class BaseExperiment:
         wait: bool | None = ...,
         max_failure_ratio: float | None = ...,
         reuse: ReuseSource | None = ...,
+        allow_schema_change: bool = ...,
     ) -> tuple[ExperimentRun, SpecRunRef]: ...
 
     @overload
@@ -301,6 +303,7 @@ class BaseExperiment:
         wait: bool | None = ...,
         max_failure_ratio: float | None = ...,
         reuse: ReuseSource | None = ...,
+        allow_schema_change: bool = ...,
     ) -> tuple[ExperimentRun, RunRef]: ...
 
     def allocate(
@@ -316,6 +319,7 @@ class BaseExperiment:
         wait: bool | None = None,
         max_failure_ratio: float | None = None,
         reuse: ReuseSource | None = None,
+        allow_schema_change: bool = False,
     ) -> tuple[ExperimentRun, RunRef | SpecRunRef]:
         """Validate ``specs``, store them, and submit the run to an engine.
 
@@ -346,6 +350,15 @@ class BaseExperiment:
         storage) a spec whose inputs (ids excluded, files by content) match a
         spec that succeeded there is not run: its rows are copied. The
         manifest's ``reused`` says how many rows came from which run.
+
+        Schema versioning: the compiled schema is compared with the one stored
+        with the experiment's latest run. A breaking change (a removed column,
+        another dtype, a tighter check, a new required input) needs
+        ``bumpmajor``, an additive one (a new output, a new optional input, a
+        looser check) at least ``bumpminor``; a smaller bump raises
+        ``SchemaChangeError`` naming the changes, unless
+        ``allow_schema_change=True``, which the manifest records
+        (``schema_change``) with the changes.
 
         >>> import tempfile
         >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
@@ -388,6 +401,9 @@ class BaseExperiment:
             parallelism=run_engine.parallelism,
             single=single,
             max_failure_ratio=max_failure_ratio,
+            previous=latest_run_schema(self.store, self.name),
+            version=version,
+            allow_schema_change=allow_schema_change,
         )
         run_engine.check(self.runnable)
         semver = resolve_version([v.version for v in self.list_versions()], version)
