@@ -80,23 +80,29 @@ class ServiceConfig(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> ServiceConfig:
         if not self.min_count <= self.desired_count <= self.max_count:
-            raise ValueError(
+            raise _KeyError(
+                "desiredCount",
+                self.desired_count,
                 f"needs minCount <= desiredCount <= maxCount, got {self.min_count}, "
-                f"{self.desired_count}, {self.max_count}"
+                f"{self.desired_count}, {self.max_count}",
             )
         if self.on_demand_base > self.max_count:
-            raise ValueError(f"onDemandBase {self.on_demand_base} exceeds maxCount")
+            raise _KeyError(
+                "onDemandBase", self.on_demand_base, f"exceeds maxCount {self.max_count}"
+            )
         self._check_fargate_size()
         return self
 
     def _check_fargate_size(self) -> None:
         if self.cpu not in FARGATE_MEMORY:
-            raise ValueError(f"cpu {self.cpu} is not a Fargate size: one of {list(FARGATE_MEMORY)}")
+            raise _KeyError("cpu", self.cpu, f"not a Fargate size: one of {list(FARGATE_MEMORY)}")
         sizes = FARGATE_MEMORY[self.cpu]
         if self.memory not in sizes:
-            raise ValueError(
-                f"memory {self.memory} does not fit cpu {self.cpu} on Fargate: "
-                f"{sizes.start}..{sizes.stop - 1} MiB in steps of {sizes.step}"
+            raise _KeyError(
+                "memory",
+                self.memory,
+                f"does not fit cpu {self.cpu} on Fargate: "
+                f"{sizes.start}..{sizes.stop - 1} MiB in steps of {sizes.step}",
             )
 
 
@@ -216,8 +222,11 @@ class StackConfig(_Model):
 
 
 class _KeyError(ValueError):
+    """A bad value of ``key`` (relative to the model that raises it) and why."""
+
     def __init__(self, key: str, value: object, why: str) -> None:
-        super().__init__(f"{NAMESPACE}:{key}={value!r} is invalid: {why}")
+        super().__init__(why)
+        self.key, self.value, self.why = key, value, why
 
 
 def parse_config(values: dict[str, Any]) -> StackConfig:
@@ -238,10 +247,12 @@ def _describe(err: ValidationError, values: dict[str, Any]) -> str:
     problems = []
     for error in err.errors():
         message = str(error["msg"]).removeprefix("Value error, ")
-        if message.startswith(f"{NAMESPACE}:"):
-            problems.append(message)
-            continue
         path = ".".join(str(p) for p in error["loc"])
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, _KeyError):
+            key = f"{path}.{cause.key}" if path else cause.key
+            problems.append(f"{NAMESPACE}:{key}={cause.value!r} is invalid: {cause.why}")
+            continue
         value: Any = values
         for part in error["loc"]:
             value = value.get(part) if isinstance(value, dict) else None
