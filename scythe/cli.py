@@ -269,5 +269,10 @@ def run(
         raise typer.Exit(1)
 
 
+from scythe.schema_cli import schema_app  # noqa: E402 - `scythe schema export|check`
+
+app.add_typer(schema_app, name="schema")
+
+
 if __name__ == "__main__":
     app()
