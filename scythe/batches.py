@@ -3,7 +3,7 @@
 A spec is stored as its index columns (typed, one column per input field and
 computed feature) plus ``extra_json``, the JSON of the fields that cannot be
 index values (lists, dicts, nested models; null when there are none). Rows are
-built column by column, validated in one pandera call, and turned back into
+built column by column, checked in one polars pass (the compiled checks), and turned back into
 specs without a JSON round trip: per-spec Python work is what bounds a run of a
 million specs.
 """
@@ -20,7 +20,14 @@ import polars as pl
 
 from scythe.base import ExperimentInputSpec, list_adapter
 from scythe.errors import SpecValidationError
-from scythe.schema import EXTRA_JSON, PLAIN_TYPES, ExperimentSchema, cell
+from scythe.schema import (
+    EXTRA_JSON,
+    PLAIN_TYPES,
+    ExperimentSchema,
+    FailureCase,
+    cell,
+    failure_cases,
+)
 from scythe.storage import Store
 
 PENDING_RUN_ID = "pending"
@@ -88,36 +95,26 @@ def check_specs_frame(frame: pl.DataFrame, schema: ExperimentSchema) -> None:
     Row ``i`` is spec ``i`` of the caller's list. This also catches specs that
     were valid when built and changed afterwards.
     """
-    import pandera.polars as pa
-
-    try:
-        schema.specs.pandera_schema().validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        problems = []
-        for case in err.failure_cases.iter_rows(named=True):
-            row = case.get("index")
-            problems.append(
-                (
-                    None if row is None else int(row),
-                    str(case["column"]),
-                    _failure_value(frame, case),
-                    _check_message(case["check"], case["failure_case"]),
-                )
-            )
-        name = schema.input_spec.__name__
-        raise SpecValidationError.from_problems(
-            f"{SpecValidationError.count_specs(problems)} invalid spec(s) of {name}",
-            problems,
-            spec_name=name,
-        ) from err
+    cases = failure_cases(frame, schema.specs)
+    if not cases:
+        return
+    problems = [
+        (case.row, case.column, _failure_value(frame, case), _check_message(case.check, case.value))
+        for case in cases
+    ]
+    name = schema.input_spec.__name__
+    raise SpecValidationError.from_problems(
+        f"{SpecValidationError.count_specs(problems)} invalid spec(s) of {name}",
+        problems,
+        spec_name=name,
+    )
 
 
-def _failure_value(frame: pl.DataFrame, case: dict[str, Any]) -> object:
-    """The failing value as the spec holds it (pandera reports every value as a string)."""
-    row, column = case.get("index"), case.get("column")
-    if row is not None and column in frame.columns:
-        return frame.get_column(str(column))[int(row)]
-    return case["failure_case"]
+def _failure_value(frame: pl.DataFrame, case: FailureCase) -> object:
+    """The failing value as the spec holds it (a whole-frame problem: what was found)."""
+    if case.row is not None and case.column in frame.columns:
+        return frame.get_column(case.column)[case.row]
+    return case.value
 
 
 def _check_message(check: str, value: object) -> str:

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from scythe.errors import ResultValidationError, TableError, TableMissingError
-from scythe.schema import TableSchema
+from scythe.schema import TableSchema, describe, failure_cases
 from scythe.storage import Store
 
 if TYPE_CHECKING:
@@ -73,6 +73,29 @@ def _open(store: Store, key: str, version: int | None = None) -> DeltaTable:
         ) from None
 
 
+def _collect(
+    store: Store, key: str, version: int | None = None, columns: list[str] | None = None
+) -> pl.DataFrame:
+    """The Delta table at ``key`` read by polars (it reads the files itself: no pyarrow
+    dataset, which would import pandas); only ``columns`` if given."""
+    from deltalake.exceptions import TableNotFoundError
+
+    uri = store.table_uri(key)
+    options = store.storage_options() or None
+    try:
+        scan = pl.scan_delta(
+            uri,
+            version=version,
+            storage_options=options,
+            credential_provider=None if options else "auto",
+        )
+        return (scan.select(columns) if columns is not None else scan).collect()
+    except (TableNotFoundError, FileNotFoundError) as err:  # a local table's folder is gone
+        raise TableMissingError(
+            f"no Delta table at {uri}: it was deleted or never created ({err})"
+        ) from None
+
+
 def table_exists(store: Store, key: str) -> bool:
     """Whether the Delta table at ``key`` exists (its first log entry is there)."""
     return store.exists(f"{key}/_delta_log/{0:020d}.json")
@@ -108,8 +131,7 @@ def write_table(store: Store, key: str, table: TableSchema, frame: pl.DataFrame)
 
 def read_column(store: Store, key: str, name: str, dtype: pl.DataType) -> pl.Series:
     """One column of the Delta table at ``key`` (every committed row, in file order)."""
-    column = _open(store, key).to_pyarrow_table(columns=[name]).column(name)
-    return pl.Series(name, column, dtype=dtype)
+    return _collect(store, key, columns=[name]).get_column(name).cast(dtype)
 
 
 def stage_frame(
@@ -290,19 +312,17 @@ def read_table(
     pandera schema and a :class:`~scythe.errors.ResultValidationError` names
     what does not match.
     """
-    arrow = _open(store, key, version).to_pyarrow_table()
-    frame = pl.from_arrow(arrow) if arrow.num_rows else pl.DataFrame(schema=table.polars_schema())
-    assert isinstance(frame, pl.DataFrame)
+    frame = _collect(store, key, version)
+    if frame.height == 0:
+        frame = table.empty_frame()
     frame = conform(frame, table).sort(table.sort_keys)
     if validate:
-        import pandera.polars as pa
-
-        try:
-            table.pandera_schema().validate(frame, lazy=True)
-        except (pa.errors.SchemaErrors, pa.errors.SchemaError) as err:
+        cases = failure_cases(frame, table)
+        if cases:
             raise ResultValidationError(
-                f"table {table.name!r} at {store.table_uri(key)} does not match its schema:\n{err}"
-            ) from err
+                f"table {table.name!r} at {store.table_uri(key)} does not match its schema "
+                f"({len(cases)} failure case(s)):\n{describe(cases)}"
+            )
     return frame
 
 
@@ -316,33 +336,24 @@ def split_invalid(
     ``outputs_only`` the index columns (already checked) are skipped, but the
     sort keys must still be unique.
     """
-    import pandera.polars as pa
-
     if frame.height == 0:
         return frame, {}
-    schema = table.outputs_pandera_schema() if outputs_only else table.pandera_schema()
-    try:
-        schema.validate(frame, lazy=True)
+    cases = failure_cases(frame, table, outputs_only=outputs_only)
+    if not cases:
         return frame, {}
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases
-    except pa.errors.SchemaError as err:
-        return frame.clear(), {int(s): f"{table.name}: {err}" for s in frame["sort_index"].unique()}
     messages: dict[int, list[str]] = {}
-    indexed = frame.with_row_index("_row")
+    sort_index = frame.get_column("sort_index")
     whole_frame: list[str] = []
-    for case in cases.iter_rows(named=True):
-        row = case.get("index")
-        text = f"column {case['column']!r} failed {case['check']} (value {case['failure_case']!r})"
-        if row is None:
+    for case in cases:
+        text = f"column {case.column!r} failed {case.check} (value {case.value!r})"
+        if case.row is None:
             whole_frame.append(text)
-            continue
-        sort_index = indexed.row(int(row), named=True)["sort_index"]
-        messages.setdefault(int(sort_index), []).append(text)
+        else:
+            messages.setdefault(int(sort_index[case.row]), []).append(text)
     if whole_frame:
         # Errors without a row (a wrong dtype, a missing column) condemn the whole batch.
         detail = "; ".join(dict.fromkeys(whole_frame))
-        for s in frame["sort_index"].unique().to_list():
+        for s in sort_index.unique().to_list():
             messages.setdefault(int(s), []).append(detail)
     bad = list(messages)
     valid = frame.filter(~pl.col("sort_index").is_in(bad))

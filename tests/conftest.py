@@ -41,6 +41,15 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) 
     raise RuntimeError(f"moto server did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
+def _moto_port() -> int:
+    """TEST_MOTO_PORT (one port per pytest-xdist worker: gw0 takes it, gw1 the next), else a free one."""
+    base = os.environ.get("TEST_MOTO_PORT")
+    if not base:
+        return _free_port()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(base) + int(worker.removeprefix("gw") or 0)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """Endpoint URL of a moto S3 server on 127.0.0.1, with dummy AWS credentials set.
@@ -48,7 +57,7 @@ def moto_server() -> Iterator[str]:
     The server runs in its own process: deltalake may hold the GIL while it
     waits on HTTP, which would starve a server thread in the test process.
     """
-    port = int(os.environ.get("TEST_MOTO_PORT") or _free_port())
+    port = _moto_port()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ACCESS_KEY_ID", "testing")
         env.setenv("AWS_SECRET_ACCESS_KEY", "testing")

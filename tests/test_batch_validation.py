@@ -15,6 +15,7 @@ from scythe import (
     ExperimentRegistry,
     LocalEngine,
     RecursionMap,
+    tables,
 )
 
 IN_PROCESS = LocalEngine(slots=0, progress=False)
@@ -101,22 +102,30 @@ def test_one_bad_scalar_among_many_fails_only_its_spec(tmp_path):
 
 
 def test_a_node_validates_each_table_once_not_each_spec(tmp_path, monkeypatch):
-    calls: list[str | None] = []
+    checked: list[str] = []
+    real = tables.failure_cases
+
+    def counting(frame, table, **kwargs):
+        checked.append(table.name)
+        return real(frame, table, **kwargs)
+
+    pandera_checks: list[str | None] = []
     validate = pa.DataFrameSchema.validate
 
-    def counting(self, *args, **kwargs):
+    def pandera_counting(self, *args, **kwargs):
         if get_config_context().validation_enabled:  # a call that checks something
-            calls.append(self.name)
+            pandera_checks.append(self.name)
         return validate(self, *args, **kwargs)
 
-    monkeypatch.setattr(pa.DataFrameSchema, "validate", counting)
+    monkeypatch.setattr(tables, "failure_cases", counting)
+    monkeypatch.setattr(pa.DataFrameSchema, "validate", pandera_counting)
     run, summary = _run(tmp_path, "ok")
     assert summary.failed == 0
-    during_run = list(calls)
-    # one check of each table of the one node (and none per spec's frame)
-    assert during_run.count("hourly") == 1
-    assert during_run.count("scalars") == 1
-    assert "Hourly" not in during_run  # the DataFrame[Hourly] field itself was not validated
+    # one check of each output table of the one node, none per spec's frame ...
+    assert checked.count("hourly") == 1
+    assert checked.count("scalars") == 1
+    # ... and the DataFrame[Hourly] field was not validated by pandera as each output was built
+    assert pandera_checks == []
     assert run.results()["hourly"].height == 24 * N
 
 

@@ -6,6 +6,7 @@ One module per concern:
 - :mod:`scythe.schema.columns` — what a compiled schema is (columns, tables);
 - :mod:`scythe.schema.compile` — spec classes to schemas (:func:`compile_experiment`);
 - :mod:`scythe.schema.exact` — whether a value fits its column without changing;
+- :mod:`scythe.schema.checks` — a table's checks run as polars expressions;
 - :mod:`scythe.schema.stored` — the form stored with a run, and back;
 - :mod:`scythe.schema.multiindex` — pandas interop (loaded on first use: it imports pandas);
 - :mod:`scythe.schema.json_schema` — the specs' JSON Schema.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from scythe.schema.checks import FailureCase, describe, failure_cases
 from scythe.schema.columns import (
     BUILTIN_TABLES,
     EXTRA_JSON,
@@ -88,6 +90,7 @@ __all__ = [
     "Column",
     "Constraint",
     "ExperimentSchema",
+    "FailureCase",
     "TableSchema",
     "arrow_type",
     "cast_problem",
@@ -97,7 +100,9 @@ __all__ = [
     "computed_feature_columns",
     "computed_feature_types",
     "computed_features_of",
+    "describe",
     "experiment_io_spec",
+    "failure_cases",
     "feature_types",
     "from_pandas",
     "index_columns",

@@ -125,10 +125,18 @@ def table_to_dict(table: TableSchema) -> dict[str, Any]:
     }
 
 
+def _polars_dtypes(arrow: pyarrow.Schema) -> pl.Schema:
+    """The polars dtypes of an Arrow schema (an empty batch: ``empty_table()`` would import pandas)."""
+    empty = [pyarrow.nulls(0, type=f.type) for f in arrow]
+    frame = pl.from_arrow(pyarrow.RecordBatch.from_arrays(empty, schema=arrow))
+    assert isinstance(frame, pl.DataFrame)
+    return frame.schema
+
+
 def table_from_dict(data: Mapping[str, Any]) -> TableSchema:
     """Rebuild a :class:`TableSchema` stored with :func:`table_to_dict`."""
     arrow = pyarrow.ipc.read_schema(pyarrow.py_buffer(base64.b64decode(data["arrow_schema"])))
-    dtypes = pl.DataFrame(arrow.empty_table()).schema
+    dtypes = _polars_dtypes(arrow)
     return TableSchema(
         data["name"],
         tuple(_column_from_dict(d, dtypes) for d in data["index"]),
