@@ -196,6 +196,10 @@ def output_figure(data: RunPlotData, output: str) -> Figure:
     for ax, name in zip(axes, inputs, strict=False):
         rows = data.scalars.select(name, output).drop_nulls()
         if name in data.numeric_inputs:
+            if data.scalars.schema[name].is_integer():
+                from matplotlib.ticker import MaxNLocator
+
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.scatter(_values(rows, name), rows.get_column(output).cast(pl.Float64).to_numpy(),
                        s=9, alpha=alpha, color=COLOURS[0], linewidths=0)  # fmt: skip
         else:
@@ -306,21 +310,25 @@ def _bars(ax: Axes, output: Any) -> None:
         ):
             ax.barh(y + offset, table.get_column(column).fill_null(0).to_numpy(), height=0.38,
                     xerr=table.get_column(f"{column}_conf").fill_null(0).to_numpy(),
-                    color=colour, label=label, error_kw={"linewidth": 0.8})  # fmt: skip
+                    color=colour, label=label, capsize=2,
+                    error_kw={"linewidth": 0.8, "ecolor": "#444444"})  # fmt: skip
         ax.set_xlabel("share of the output's variance")
         ax.legend(fontsize=7, frameon=False, loc="lower right")
         ax.set_title(output.output, fontsize=10)
         shown = table.get_column("st").fill_null(0).to_numpy()
+        reach = shown + table.get_column("st_conf").fill_null(0).to_numpy()
     else:
         shown = table.get_column("importance").fill_null(0).to_numpy()
         ax.barh(y, shown, height=0.6, color=COLOURS[0])
         basis = table.get_column("basis")[0] if "basis" in table.columns else "values"
         ax.set_xlabel(f"variance share lost without the input (fit on {basis})")
         ax.set_title(f"{output.output} (R² {output.r2:.2f})", fontsize=10)
-    for yi, value in zip(y, shown, strict=True):
-        ax.text(max(value, 0) + 0.01, yi, f"{value:.2f}", va="center", fontsize=7)
+        reach = shown
+    offset = 0.2 if output.method == "sobol" else 0.0  # the label sits by the st bar
+    for yi, value, end in zip(y, shown, reach, strict=True):
+        ax.text(max(end, 0) + 0.015, yi + offset, f"{value:.2f}", va="center", fontsize=7)
     ax.set_yticks(y, names, fontsize=8)
-    ax.set_xlim(0, max(1.0, float(shown.max(initial=0)) + 0.12))
+    ax.set_xlim(0, max(1.0, float(reach.max(initial=0))) + 0.12)
 
 
 def _need_rows(data: RunPlotData) -> None:
@@ -336,13 +344,19 @@ def _need_rows(data: RunPlotData) -> None:
 def save(
     fig: Figure, directory: str | Path, name: str, *, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
-    """Write ``fig`` as ``<directory>/<name>.<format>`` for each format; return the paths."""
+    """Write ``fig`` as ``<directory>/<name>.<format>`` for each format; return the paths.
+
+    SVG text stays text (searchable, selectable), not outlines.
+    """
+    import matplotlib
+
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         path = folder / f"{name}.{fmt}"
-        fig.savefig(path, format=fmt, dpi=110, metadata=_metadata(fmt))
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            fig.savefig(path, format=fmt, dpi=110, metadata=_metadata(fmt))
         paths.append(path)
     return paths
 

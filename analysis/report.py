@@ -244,7 +244,8 @@ def other_output_counts(results: Results) -> list[dict[str, Any]]:
             continue
         counts = results.scalars.get_column(column.name).cast(pl.String).value_counts(sort=True)
         top = [(str(v), n) for v, n in counts.head(5).iter_rows()]
-        rows.append({"name": column.name, "top": top, "distinct": counts.height})
+        label = column.description or ""
+        rows.append({"name": column.name, "label": label, "top": top, "distinct": counts.height})
     return rows
 
 
