@@ -125,7 +125,7 @@ def cli_errors(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
             try:
                 return command(*args, **kwargs)
-            except (click.exceptions.Exit, click.exceptions.ClickException, click.Abort):
+            except (typer.Exit, click.exceptions.Exit, click.ClickException, click.Abort):
                 raise
             except Exception as err:
                 if kwargs.get("debug"):
