@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -107,6 +107,17 @@ class UnfinishedRunWarning(UserWarning):
 
 class CorruptManifestWarning(UserWarning):
     """A run opened with ``repair=True`` has a corrupt manifest: its tables are read without it."""
+
+
+def _count(specs: Any) -> int | None:
+    return len(specs) if isinstance(specs, Sized) else None
+
+
+def _prepare(engine: Engine, runnable: ExperimentRunnable, n_specs: int | None) -> None:
+    """Let an engine that can (the local one) start its workers while the run is allocated."""
+    prepare = getattr(engine, "prepare", None)
+    if prepare is not None:
+        prepare(runnable, n_specs if n_specs is not None else engine.parallelism)
 
 
 def _as_store(storage: str | Path | Store | None) -> Store:
@@ -393,6 +404,8 @@ class BaseExperiment:
         if engine is None and self.runnable.workflow is not None:
             engine = "hatchet"  # a workflow runs on Hatchet whatever SCYTHE_ENGINE says
         run_engine = get_engine(engine)
+        run_engine.check(self.runnable)
+        _prepare(run_engine, self.runnable, 1 if single else _count(specs))
         plan = plan_allocation(
             self.runnable,
             [specs] if single else specs,  # type: ignore[list-item]
@@ -405,7 +418,6 @@ class BaseExperiment:
             version=version,
             allow_schema_change=allow_schema_change,
         )
-        run_engine.check(self.runnable)
         semver = resolve_version([v.version for v in self.list_versions()], version)
         store = self.store if s3_client is None else self._store_with_client(s3_client)
         if reuse is None:

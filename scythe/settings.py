@@ -213,6 +213,13 @@ class ScytheSettings(BaseSettings):
         ge=1,
         description="Number of worker processes of the local engine; unset for os.cpu_count().",
     )
+    WORKER_IDLE: timedelta = Field(
+        default=timedelta(seconds=120),
+        gt=timedelta(0),
+        description="How long a worker process of the local engine waits for the next node "
+        "before it exits (the next run starts a new one); they also exit with the program. "
+        f"As {_DURATION_HELP}.",
+    )
     HEARTBEAT: timedelta = Field(
         default=timedelta(seconds=10),
         gt=timedelta(0),
@@ -260,7 +267,7 @@ class ScytheSettings(BaseSettings):
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("HATCHET_FAN_TIMEOUT", "HEARTBEAT", mode="before")
+    @field_validator("HATCHET_FAN_TIMEOUT", "HEARTBEAT", "WORKER_IDLE", mode="before")
     @classmethod
     def _parse_seconds(cls, value: object) -> object:
         return parse_duration(value)

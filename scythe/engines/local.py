@@ -15,8 +15,10 @@ becomes a ``failures`` row instead of being run again.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
+import importlib
 import multiprocessing
 import os
 import signal
@@ -28,6 +30,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -118,8 +121,26 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="scythe-parent-watch", daemon=True).start()
 
 
-def _worker_main(conn: Connection, shared: Any, parent_pid: int | None = None) -> None:
-    """Loop of one worker process: run terminal nodes sent by the driver."""
+def _preload(module: str | None) -> None:
+    """Import the experiment's module while the driver is still allocating (errors are
+    reported when the first node loads it)."""
+    if module and module not in ("__main__", "__mp_main__"):  # spawn has run the script already
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+
+def _worker_main(
+    conn: Connection,
+    shared: Any,
+    parent_pid: int | None = None,
+    preload: str | None = None,
+    idle_seconds: float | None = None,
+) -> None:
+    """Loop of one worker process: run terminal nodes sent by the driver.
+
+    The worker exits when the driver says so, when the driver is gone, or after
+    ``idle_seconds`` without a node (``SCYTHE_WORKER_IDLE``).
+    """
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the driver decides what stops.
@@ -129,8 +150,11 @@ def _worker_main(conn: Connection, shared: Any, parent_pid: int | None = None) -
     # less and keep at most that many cyclic objects waiting.
     gc.set_threshold(*WORKER_GC_THRESHOLDS)
     progress = _SharedProgress(shared)
+    _preload(preload)
     while True:
         try:
+            if idle_seconds is not None and not conn.poll(idle_seconds):
+                return  # idle too long: the driver starts a new worker when it needs one
             message = conn.recv()
         except EOFError:
             return
@@ -298,6 +322,7 @@ class LocalEngine:
         self.slots = slots
         self.show_progress = progress
         self._pool = _WorkerPool(slots)
+        _POOLS.add(self._pool)
         weakref.finalize(self, self._pool.close)
 
     @property
@@ -324,6 +349,14 @@ class LocalEngine:
                 "define it at the top level of a module or script, or run in this process "
                 "with LocalEngine(slots=0)"
             )
+
+    def prepare(self, experiment: ExperimentRunnable, n_specs: int) -> None:
+        """Start the workers a run of ``n_specs`` will use now, so that their start-up (the
+        interpreter, imports, the experiment's module) overlaps the allocation."""
+        if self.slots == 0 or self._pool.lock.locked():
+            return
+        with self._pool.lock:
+            self._pool.start(n_specs, experiment.__module__)
 
     def submit(self, root: ScatterGatherInput) -> LocalRunRef:
         """Drive the run in a background thread; the ref waits for it."""
@@ -502,6 +535,22 @@ class _InProcessProgress:
         pass
 
 
+_POOLS: weakref.WeakSet[_WorkerPool] = weakref.WeakSet()
+_STARTED_TRACKER = False
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """At interpreter exit stop every worker and wait for them, and for the resource
+    tracker process that spawning them started: nothing of the engine outlives the program."""
+    for pool in list(_POOLS):
+        with contextlib.suppress(Exception):
+            pool.close()
+    if _STARTED_TRACKER:
+        with contextlib.suppress(Exception):
+            resource_tracker._resource_tracker._stop()
+
+
 # One worker per core already uses the cores: thread pools of their own in each
 # worker would only fight over them. Users who set these variables keep theirs.
 _THREAD_LIMITS = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -530,6 +579,7 @@ class _WorkerPool:
         self.size = size
         self.context = multiprocessing.get_context("spawn")
         self.workers: list[_Worker] = []
+        self.preload: str | None = None  # the module of the experiment last run
         self.lock = threading.Lock()
         self.retries = 0
         self.timeout = float("inf")
@@ -537,11 +587,15 @@ class _WorkerPool:
         self.cancel = threading.Event()
 
     def _start_worker(self) -> _Worker:
+        global _STARTED_TRACKER
+        if not _STARTED_TRACKER and resource_tracker._resource_tracker._fd is None:
+            _STARTED_TRACKER = True  # spawn starts it with the first worker: wait for it at exit
         parent, child = self.context.Pipe(duplex=True)
         shared = self.context.Array("d", [IDLE, 0.0, 0.0, 0.0], lock=False)
+        idle = scythe_settings().WORKER_IDLE.total_seconds()
         process = self.context.Process(
             target=_worker_main,
-            args=(child, shared, os.getpid()),
+            args=(child, shared, os.getpid(), self.preload, idle),
             daemon=True,
             name="scythe-local-worker",
         )
@@ -549,6 +603,20 @@ class _WorkerPool:
             process.start()
         child.close()
         return _Worker(process=process, conn=parent, shared=shared)
+
+    def start(self, count: int, preload: str | None) -> None:
+        """Have ``count`` live workers (at most ``size``), importing ``preload`` as they start."""
+        self.preload = preload
+        self._prune()
+        wanted = min(self.size, count)
+        self.workers += [self._start_worker() for _ in range(wanted - len(self.workers))]
+
+    def _prune(self) -> None:
+        """Forget workers that exited (idle too long): reap them so none is left a zombie."""
+        for worker in [w for w in self.workers if not w.process.is_alive()]:
+            worker.process.join()
+            worker.conn.close()
+            self.workers.remove(worker)
 
     def run(
         self,
@@ -566,10 +634,8 @@ class _WorkerPool:
         self.retries = experiment.options.retries
         self.timeout = experiment.options.resolved_execution_timeout().total_seconds()
         self.progress, self.cancel = progress, cancel
-        self.workers = [w for w in self.workers if w.process.is_alive()]
         # No more workers than nodes: a small run does not pay for idle processes.
-        wanted = min(self.size, len(todo))
-        self.workers += [self._start_worker() for _ in range(wanted - len(self.workers))]
+        self.start(len(todo), experiment.__module__)
         pending: deque[_NodeState] = deque(_NodeState(inp) for inp in todo)
         results: dict[str, ScatterGatherResult] = {}
         try:
