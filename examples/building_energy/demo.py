@@ -1,4 +1,6 @@
-"""Run the building-energy example on the local engine and summarise the results.
+"""Run the building-energy example on the local engine, summarise the results and write
+the run's HTML report (``<storage>/reports/<experiment>_<version>_<time>.html`` for local
+storage, the default ``scythe-data/``; ``./scythe-reports/`` for S3).
 
 python -m examples.building_energy.demo --n 1000      (or: scythe demo --n 1000)
 """
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import polars as pl
 from rich.console import Console
@@ -54,7 +57,34 @@ def summarise(run: ExperimentRun, console: Console, seconds: float) -> None:
     console.print(table)
 
 
-def main(n: int = 1000, *, seed: int = 0, storage: str | None = None) -> ExperimentRun:
+def report_folder_of(run: ExperimentRun) -> Path:
+    """Where the demo writes reports: ``reports/`` in a local storage root, else ``./scythe-reports``."""
+    from scythe.storage import LocalStore
+
+    if isinstance(run.store, LocalStore):
+        return run.store.root / "reports"
+    return Path("scythe-reports")
+
+
+def write_report(run: ExperimentRun, console: Console, folder: Path) -> Path:
+    """Write the run's HTML report into ``folder`` and print where it is."""
+    from analysis.report import report
+
+    started = time.perf_counter()
+    path = report(run, folder / (run.run_id.replace("/", "_") + ".html"))
+    seconds = time.perf_counter() - started
+    console.print(f"[bold]report[/bold]  {path.resolve()}", soft_wrap=True)
+    console.print(f"          written in {seconds:.1f} s: open it in a browser")
+    return path
+
+
+def main(
+    n: int = 1000,
+    *,
+    seed: int = 0,
+    storage: str | None = None,
+    report_folder: str | Path | None = None,
+) -> ExperimentRun:
     console = Console(highlight=False)
     console.print(f"Allocating {n:,} building simulations on the local engine...")
     started = time.perf_counter()
@@ -63,6 +93,8 @@ def main(n: int = 1000, *, seed: int = 0, storage: str | None = None) -> Experim
     )
     ref.result()
     summarise(run, console, time.perf_counter() - started)
+    folder = Path(report_folder) if report_folder is not None else report_folder_of(run)
+    write_report(run, console, folder)
     return run
 
 
@@ -71,5 +103,6 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--storage", default=None)
+    parser.add_argument("--reports", default=None, help="Folder of the HTML report")
     args = parser.parse_args()
-    main(args.n, seed=args.seed, storage=args.storage)
+    main(args.n, seed=args.seed, storage=args.storage, report_folder=args.reports)
