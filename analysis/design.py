@@ -288,8 +288,9 @@ def _factor(
     if given_bounds is not None:
         low, high = _narrow(spec_type, name, (low, high), given_bounds)
     if low is None or high is None:
-        missing = "lower" if low is None else "upper"
-        raise _unbounded(spec_type, name, kind, f" (it has no {missing} bound)")
+        one = low is not None or high is not None  # say which end is missing, if one is there
+        missing = f" (it has no {'lower' if low is None else 'upper'} bound)" if one else ""
+        raise _unbounded(spec_type, name, kind, missing)
     if low > high or (kind == "int" and math.ceil(low) > math.floor(high)):
         raise DesignError(f"{spec_type.__name__}.{name}: the range {low}..{high} is empty")
     return Factor(name, low=float(low), high=float(high), integer=kind == "int", step=step)
