@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from light_experiments import Anything, loaded_modules
 from scythe_test_experiments import Probe, probe
 
 from scythe import BaseExperiment, LocalEngine
@@ -38,23 +39,28 @@ def test_nothing_of_the_engine_outlives_the_users_script(tmp_path):
             f"""
             import sys
             sys.path.insert(0, {str(TESTS)!r})
-            from scythe_test_experiments import Probe, probe
+            from light_experiments import Anything, loaded_modules
             from scythe import BaseExperiment
 
             if __name__ == "__main__":
-                specs = [Probe(x=float(i)) for i in range(20)]
-                run, ref = BaseExperiment(probe, storage={str(tmp_path / "store")!r}).allocate(specs)
+                specs = [Anything(x=float(i)) for i in range(20)]
+                run, ref = BaseExperiment(loaded_modules, storage={str(tmp_path / "store")!r}).allocate(specs)
                 print(ref.result().status)
             """
         )
     )
     env = {**os.environ, "SCYTHE_SLOTS": "2"}
     process = subprocess.Popen(
-        [sys.executable, str(script)], start_new_session=True, env=env, stdout=subprocess.PIPE
+        [sys.executable, str(script)],
+        start_new_session=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    out, _ = process.communicate(timeout=180)
+    out, err = process.communicate(timeout=180)
     left = _group(process.pid)  # read at once: the script has returned
-    assert process.returncode == 0 and out.decode().strip() == "complete"
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert out.decode().strip() == "complete"
     assert left == []
 
 
@@ -97,5 +103,18 @@ def test_a_prepared_pool_is_not_taken_from_a_run_in_flight(tmp_path):
         with engine._pool.lock:  # a run of this engine holds its workers
             engine.prepare(probe, 10)
             assert engine._pool.workers == []
+    finally:
+        engine.close()
+
+
+def test_workers_import_only_what_a_leaf_needs(tmp_path):
+    engine = LocalEngine(slots=2, progress=False)
+    try:
+        run, ref = BaseExperiment(loaded_modules, storage=tmp_path).allocate(
+            [Anything(x=float(i)) for i in range(4)], engine=engine
+        )
+        assert ref.result().status == "complete"
+        # no pandas, pandera, hypothesis, deltalake, boto3 or Hatchet in a worker running leaves
+        assert run.results().scalars["modules"].to_list() == [""] * 4
     finally:
         engine.close()

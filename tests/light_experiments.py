@@ -1,0 +1,23 @@
+"""An experiment in a module that imports only scythe: what its workers load is Scythe's doing."""
+
+from __future__ import annotations
+
+import sys
+
+from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+
+HEAVY_MODULES = ("pandas", "pandera", "hypothesis", "deltalake", "boto3", "hatchet_sdk", "grpc")
+
+
+class Anything(ExperimentInputSpec):
+    x: float = 0.0
+
+
+class Loaded(ExperimentOutputSpec):
+    modules: str
+
+
+@ExperimentRegistry.Register(name="loaded_modules")
+def loaded_modules(spec: Anything) -> Loaded:
+    """Which heavy libraries the process running the leaf has imported."""
+    return Loaded(modules=",".join(m for m in HEAVY_MODULES if m in sys.modules))
