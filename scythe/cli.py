@@ -104,7 +104,11 @@ STORAGE = typer.Option(
 
 
 def one_line(err: BaseException) -> str:
-    """An error's message on one line: its lines joined, cut at 600 characters."""
+    """An error's message on one line: its lines joined, cut at 600 characters.
+
+    >>> one_line(ValueError("2 bad specs:\\n  spec 0 ...\\n  spec 3 ..."))
+    '2 bad specs:; spec 0 ...; spec 3 ...'
+    """
     text = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
     text = text or type(err).__name__
     return text if len(text) <= 600 else text[:597] + "..."
@@ -114,6 +118,15 @@ def cli_errors(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Turn an error of the command ``name`` into one line on stderr and exit code 2.
 
     The command takes ``debug: bool = DEBUG``; with ``--debug`` the traceback is shown.
+
+    >>> @cli_errors("demo")
+    ... def demo(debug: bool = False) -> None:
+    ...     raise ValueError("no such thing")
+    >>> try:
+    ...     demo()
+    ... except typer.Exit as stop:
+    ...     print(stop.exit_code)
+    2
     """
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -145,7 +158,14 @@ def cli_errors(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def load_specs(path: Path) -> list[dict[str, Any]]:
-    """The rows of a CSV, Parquet or JSON Lines file, as spec field dicts."""
+    """The rows of a CSV, Parquet or JSON Lines file, as spec field dicts.
+
+    >>> import tempfile
+    >>> specs = Path(tempfile.mkdtemp()) / "specs.csv"
+    >>> _ = specs.write_text("r_value,floors\\n2.0,3\\n4.0,\\n")
+    >>> load_specs(specs)         # a blank cell: the field's default
+    [{'r_value': 2.0, 'floors': 3}, {'r_value': 4.0}]
+    """
     import polars as pl
 
     from scythe.errors import SpecValidationError
@@ -165,8 +185,14 @@ def load_specs(path: Path) -> list[dict[str, Any]]:
     )
 
 
-def load_experiment(reference: str, storage: str | None) -> Any:
-    """The ``BaseExperiment`` that ``module:attr`` names (an experiment or a registered function)."""
+def load_experiment(reference: str, *, storage: str | None = None) -> Any:
+    """The ``BaseExperiment`` that ``module:attr`` names (an experiment or a registered function).
+
+    >>> load_experiment("json:dumps")
+    Traceback (most recent call last):
+    ...
+    scythe.errors.ExperimentNotFoundError: 'json:dumps' is a function, not a BaseExperiment or a function registered with @ExperimentRegistry.Register()
+    """
     import importlib
     import os
     import sys
@@ -202,8 +228,12 @@ def load_experiment(reference: str, storage: str | None) -> Any:
     )
 
 
-def engine_for(name: str, slots: int | None) -> Any:
-    """The engine ``name`` (``local`` or ``hatchet``); ``slots`` for the local engine."""
+def engine_for(name: str, *, slots: int | None = None) -> Any:
+    """The engine ``name`` (``local`` or ``hatchet``); ``slots`` for the local engine.
+
+    >>> engine_for("local", slots=0).parallelism
+    1
+    """
     from scythe.engines import get_engine
     from scythe.engines.local import LocalEngine
     from scythe.errors import EngineConfigError
@@ -253,11 +283,11 @@ def run(
         )
     if (factor is None) != (max_depth is None):
         raise RunOptionError("give --factor and --max-depth together (or neither)")
-    target = load_experiment(experiment, storage)
+    target = load_experiment(experiment, storage=storage)
     tree = None if factor is None else RecursionMap(factor=factor, max_depth=max_depth)
     started, ref = target.allocate(
         load_specs(specs), version=version, recursion_map=tree,
-        engine=engine_for(engine, slots), wait=False,
+        engine=engine_for(engine, slots=slots), wait=False,
     )  # fmt: skip
     typer.echo(f"run {started.run_id}")
     if not wait:
