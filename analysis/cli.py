@@ -41,7 +41,7 @@ def _run(selector: str, storage: str | None) -> Any:
     return Catalog(storage).run(selector)
 
 
-def emit(frame: Any, *, format: str, output: Path | None, limit: int) -> None:
+def _emit(frame: Any, *, format: str, output: Path | None, limit: int) -> None:
     """Show ``frame`` as a table, or write it as CSV, Parquet or JSON (to a file or stdout)."""
     import polars as pl
 
@@ -94,7 +94,7 @@ def runs(
     found = catalog.runs(experiment, version=version, status=status)
     if format != "table":
         rows = catalog.to_polars().filter(pl.col("run_id").is_in([i.run_id for i in found]))
-        emit(rows, format=format, output=None, limit=0)
+        _emit(rows, format=format, output=None, limit=0)
         return
     what = f"{experiment or 'all experiments'}" + (f" {version}" if version else "")
     _console().print(
@@ -130,7 +130,7 @@ def results(
     Example: scythe results building_energy/v1.0.0/2026-11-28T12 --format parquet --output scalars.parquet
     """
     frame = _run(run, storage).results().table(table)
-    emit(frame, format=format, output=output, limit=limit)
+    _emit(frame, format=format, output=output, limit=limit)
 
 
 @app.command()
@@ -155,7 +155,7 @@ def sql(
     """
     from analysis.query import sql as run_sql
 
-    emit(run_sql(query, run, storage=storage), format=format, output=output, limit=limit)
+    _emit(run_sql(query, run, storage=storage), format=format, output=output, limit=limit)
 
 
 @app.command()
@@ -261,7 +261,9 @@ def resume(
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # the experiment's module, as `scythe run` found it
     target = _run(run, storage)
-    ref = target.resume(engine=engine_for(engine, slots), wait=False, retry_failed=retry_failed)
+    ref = target.resume(
+        engine=engine_for(engine, slots=slots), wait=False, retry_failed=retry_failed
+    )
     typer.echo(f"run {target.run_id}")
     if not wait:
         typer.echo(f"resumed on {engine}; follow it with: scythe show {target.run_id}")

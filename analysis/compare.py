@@ -165,6 +165,29 @@ def _with_occurrence(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     )
 
 
+def _side(
+    run: ExperimentRun, side: str, table: str, keys: list[str], names: list[str]
+) -> pl.DataFrame:
+    """One run's rows, outputs renamed ``<output>__<side>``, with ``_in_<side>`` and its sort_index."""
+    frame = _with_occurrence(_frame(run, table, keys, names), [*keys, EXTRA_JSON])
+    return (
+        frame.rename({n: f"{n}__{side}" for n in names})
+        .with_columns(
+            pl.lit(True).alias(f"_in_{side}"), pl.col("sort_index").alias(f"sort_index_{side}")
+        )
+        .drop("sort_index")
+    )
+
+
+def _join(
+    first: ExperimentRun, second: ExperimentRun, table: str, keys: list[str], names: list[str]
+) -> pl.DataFrame:
+    """Both runs' rows side by side, matched on the inputs (a row of one run only has nulls)."""
+    a, b = _side(first, "a", table, keys, names), _side(second, "b", table, keys, names)
+    on = [*keys, EXTRA_JSON, _OCCURRENCE]
+    return a.join(b, on=on, how="full", coalesce=True, nulls_equal=True)
+
+
 def _differences(joined: pl.DataFrame, output: str, rtol: float, atol: float) -> pl.DataFrame:
     """One row per matched spec: both values, absolute and relative difference, within or not."""
     a = pl.col(f"{output}__a").cast(pl.Float64)
@@ -260,14 +283,7 @@ def compare(
     names = _outputs(schema_a, schema_b, outputs, ids)
     if rtol < 0 or atol < 0:
         raise CompareError(f"tolerances must be >= 0, got rtol={rtol}, atol={atol}")
-    on = [*keys, EXTRA_JSON, _OCCURRENCE]
-    sides = []
-    for run, side in ((first, "a"), (second, "b")):
-        frame = _with_occurrence(_frame(run, table, keys, names), [*keys, EXTRA_JSON])
-        sides.append(frame.rename({n: f"{n}__{side}" for n in names}).with_columns(
-            pl.lit(True).alias(f"_in_{side}"), pl.col("sort_index").alias(f"sort_index_{side}")
-        ).drop("sort_index"))  # fmt: skip
-    joined = sides[0].join(sides[1], on=on, how="full", coalesce=True, nulls_equal=True)
+    joined = _join(first, second, table, keys, names)
     matched = joined.filter(pl.col("_in_a").is_not_null() & pl.col("_in_b").is_not_null())
     diffs = [_differences(matched, name, rtol, atol) for name in names]
     columns = [*keys, "sort_index_a", "sort_index_b", "output", "value_a", "value_b"]

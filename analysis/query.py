@@ -152,7 +152,7 @@ def files_read(frame: pl.LazyFrame) -> int:
     return total
 
 
-def table_names(runs: list[ExperimentRun]) -> list[str]:
+def _table_names(runs: list[ExperimentRun]) -> list[str]:
     """Every table name the runs have (built-in tables and dataframe outputs), sorted."""
     return sorted({name for run in runs for name in run.table_schemas()})
 
@@ -188,7 +188,7 @@ def sql(
     >>> ExperimentRegistry.unregister("doctest_sql")
     """
     opened = resolve_runs(runs, storage=storage)
-    names = table_names(opened)
+    names = _table_names(opened)
     used = [n for n in names if re.search(rf"\b{re.escape(n)}\b", query, re.IGNORECASE)]
     if not used:
         raise QueryError(f"the query names none of the runs' tables {names}: {query!r}")

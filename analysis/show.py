@@ -12,7 +12,7 @@ from scythe.experiments import ExperimentRun
 from scythe.schema import FAILURES, SCALARS, SPECS
 
 
-def table_rows(run: ExperimentRun) -> dict[str, int]:
+def _table_rows(run: ExperimentRun) -> dict[str, int]:
     """Rows committed in each of the run's tables (``specs`` first), read from Delta metadata."""
     from analysis.query import _delta_table
 
@@ -88,7 +88,7 @@ def describe(run: ExperimentRun) -> Any:
     grid.add_row("storage", run.uri)
     grid.add_row("inputs", ", ".join(inputs))
     grid.add_row("outputs", ", ".join(schemas[SCALARS].value_names))
-    rows = table_rows(run)
+    rows = _table_rows(run)
     grid.add_row("tables", ", ".join(f"{name} ({n} rows)" for name, n in rows.items()))
     for i, line in enumerate(_failure_lines(run)):
         grid.add_row("failures" if i == 0 else "", line)

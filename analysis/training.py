@@ -101,6 +101,14 @@ def _encode(frame: pl.DataFrame, features: list[str], prefix: str) -> pl.DataFra
     return frame.to_dummies(strings, separator="_") if strings else frame
 
 
+def _rows(
+    frame: pl.DataFrame, features: list[str], targets: list[str], encode: bool, prefix: str
+) -> pl.DataFrame:
+    """The rows without a null feature or target, encoded if asked."""
+    kept = frame.drop_nulls([*features, *targets])
+    return _encode(kept, features, prefix) if encode else kept
+
+
 def training_set(
     run: RunsLike,
     *,
@@ -134,9 +142,6 @@ def training_set(
     >>> X_train, X_test, y_train, y_test = training_set(run, split=0.3, seed=1)
     >>> X_train.columns, y_train.columns, X_train.height + X_test.height
     (['r_value'], ['u_value'], 10)
-    >>> training_set(run, split=0.3, seed=1).test_index.to_list() == training_set(
-    ...     run, split=0.3, seed=1).test_index.to_list()
-    True
     >>> ExperimentRegistry.unregister("doctest_training")
     """
     if not 0 <= split < 1:
@@ -148,9 +153,7 @@ def training_set(
     schema = source.table_schemas()[SCALARS]
     features, targets = _columns(source.run_id, schema, features, targets)
     frame = source.results().scalars.select("sort_index", *features, *targets)
-    kept = frame.drop_nulls([*features, *targets])
-    if encode:
-        kept = _encode(kept, features, source.store.file_uri(source.run_id) + "/")
+    kept = _rows(frame, features, targets, encode, source.store.file_uri(source.run_id) + "/")
     test = pl.Series(split_fraction(kept["sort_index"], seed=seed) < split)
     x_columns = [c for c in kept.columns if c not in ("sort_index", *targets)]
     train_rows, test_rows = kept.filter(~test), kept.filter(test)
