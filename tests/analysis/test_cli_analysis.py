@@ -207,15 +207,19 @@ def test_report_without_its_module_says_what_to_install(runs, tmp_path, monkeypa
     assert "no analysis.report module" in result.stderr
 
 
-def test_report_writes_html(runs, tmp_path):
+def test_report_writes_html_with_the_comparison(runs, tmp_path):
     import importlib.util
 
     if importlib.util.find_spec("analysis.report") is None:
         pytest.skip("analysis.report is not in this tree yet: the command's wiring is tested above")
     out = tmp_path / "report.html"
-    result = invoke("report", runs.base.run_id, "--output", str(out), store=runs.store)
+    result = invoke("report", runs.base.run_id, "--output", str(out), "--compare-to",
+                    runs.same.run_id, store=runs.store)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert out.read_text().lstrip().lower().startswith(("<!doctype html", "<html"))
+    html = out.read_text()
+    assert html.lstrip().lower().startswith(("<!doctype html", "<html"))
+    verdict = analysis.compare(runs.base, runs.same).to_text().splitlines()[-1]
+    assert verdict in html  # the comparison section shows compare()'s report
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import polars as pl
 import pytest
 from query_experiments import (
@@ -149,3 +152,16 @@ def test_a_local_run_and_an_s3_run_of_the_same_specs_agree(runs, moto_server):
     assert compare(runs.base, remote.same).ok
     found = compare(remote.base, remote.changed)
     assert sorted(found.outside["x"].to_list()) == sorted(CHANGED_OFFSETS)
+
+
+def test_analysis_compare_is_callable_whatever_was_imported_first(runs):
+    import analysis
+
+    assert analysis.compare(runs.base, runs.same).ok  # analysis.compare the module, called
+    code = (
+        "import analysis.compare, analysis.report, analysis.sensitivity, analysis; "
+        "print([callable(analysis.compare), callable(analysis.report), "
+        "callable(analysis.sensitivity), analysis.compare.compare.__name__])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[True, True, True, 'compare']"
