@@ -19,8 +19,16 @@ canvas (the global pyplot backend is left alone).
 ...     return Loss(u_value=1 / spec.r_value)
 >>> run, _ = BaseExperiment(conduct, storage=tempfile.mkdtemp()).allocate(
 ...     [Wall(r_value=r) for r in (1.0, 2.0, 4.0, 8.0)], engine=LocalEngine(slots=0))
->>> [p.suffix for p in distributions(run, tempfile.mkdtemp())]
-['.png', '.svg']
+>>> folder = tempfile.mkdtemp()
+>>> [p.name for p in distributions(run, folder)]
+['distributions.png', 'distributions.svg']
+>>> [p.name for p in against_inputs(run, folder, formats=("png",))]
+['u_value_vs_inputs.png']
+>>> [p.name for p in compare_runs(run, run, folder, formats=("svg",))]
+['comparison.svg']
+>>> from analysis.sensitivity import sensitivity
+>>> [p.name for p in sensitivity_bars(sensitivity(run), folder, formats=("png",))]
+['sensitivity.png']
 >>> ExperimentRegistry.unregister("doctest_plots")
 """
 
@@ -347,6 +355,13 @@ def save(
     """Write ``fig`` as ``<directory>/<name>.<format>`` for each format; return the paths.
 
     SVG text stays text (searchable, selectable), not outlines.
+
+    >>> import tempfile
+    >>> from matplotlib.figure import Figure
+    >>> fig = Figure()
+    >>> _ = fig.subplots().set_xlabel("Heat loss [W/m²]")
+    >>> [p.suffix for p in save(fig, tempfile.mkdtemp(), "blank")]
+    ['.png', '.svg']
     """
     import matplotlib
 
@@ -366,7 +381,12 @@ def _metadata(fmt: str) -> dict[str, Any] | None:
 
 
 def png_data_uri(fig: Figure) -> str:
-    """The figure as a ``data:image/png;base64,...`` URI, to embed in HTML."""
+    """The figure as a ``data:image/png;base64,...`` URI, to embed in HTML.
+
+    >>> from matplotlib.figure import Figure
+    >>> png_data_uri(Figure(figsize=(1, 1)))[:22]
+    'data:image/png;base64,'
+    """
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -379,7 +399,7 @@ def distributions(
     outputs: Sequence[str] | None = None,
     formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
-    """A histogram of each numeric scalar output: ``distributions.png`` and ``.svg``."""
+    """A histogram of each numeric scalar output: ``distributions.png`` and ``.svg`` (module example)."""
     return save(
         distributions_figure(RunPlotData.of(run, outputs)),
         directory,
@@ -395,7 +415,10 @@ def against_inputs(
     outputs: Sequence[str] | None = None,
     formats: Sequence[str] = FORMATS,
 ) -> list[Path]:
-    """For each output, ``<output>_vs_inputs``: scatter on numeric inputs, boxes on categorical ones."""
+    """For each output, ``<output>_vs_inputs``: points on numeric inputs, boxes on categorical ones.
+
+    See the module's example.
+    """
     data = RunPlotData.of(run, outputs)
     return [
         path
@@ -423,5 +446,8 @@ def compare_runs(
 def sensitivity_bars(
     result: Sensitivity, directory: str | Path, *, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
-    """Bars of each output's input importance (``analysis.sensitivity``): ``sensitivity.png``/``.svg``."""
+    """Bars of each output's input importance (from ``analysis.sensitivity``): ``sensitivity``.
+
+    See the module's example.
+    """
     return save(sensitivity_figure(result), directory, "sensitivity", formats=formats)

@@ -73,20 +73,20 @@ def report(
     target = Path(path)
     if target.is_dir():
         target = target / (run.run_id.replace("/", "_") + ".html")
-    html = render(run, compare_to=compare_to, outputs=outputs, title=title)
+    html = _page(run, compare_to=compare_to, outputs=outputs, title=title)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(html, encoding="utf-8")
     return target
 
 
-def render(
+def _page(
     run: ExperimentRun,
     *,
     compare_to: ExperimentRun | None = None,
     outputs: Sequence[str] | None = None,
     title: str | None = None,
 ) -> str:
-    """The report's HTML as a string (what :func:`report` writes)."""
+    """The report's HTML (what :func:`report` writes)."""
     from analysis.plots import RunPlotData
 
     results = run.results()
@@ -96,12 +96,12 @@ def render(
         "run_id": run.run_id,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "status": run.status(),
-        "manifest": manifest_rows(run),
-        "tables": table_counts(results),
-        "failures": failure_groups(results.failures),
-        "schema": schema_tables(results.schemas),
-        "statistics": output_statistics(data),
-        "other_outputs": other_output_counts(results),
+        "manifest": _manifest_rows(run),
+        "tables": _table_counts(results),
+        "failures": _failure_groups(results.failures),
+        "schema": _schema_tables(results.schemas),
+        "statistics": _output_statistics(data),
+        "other_outputs": _other_output_counts(results),
         "plots": _plots(data),
         "sensitivity": _sensitivity(run, data.outputs),
         "comparison": _comparison(run, compare_to, data) if compare_to is not None else None,
@@ -143,7 +143,7 @@ def number(value: Any) -> str:
 # --------------------------------------------------------------------------- sections
 
 
-def manifest_rows(run: ExperimentRun) -> list[tuple[str, str]]:
+def _manifest_rows(run: ExperimentRun) -> list[tuple[str, str]]:
     """Every field of the run's manifest as (name, text)."""
     rows = []
     for key, value in run.manifest.model_dump(mode="json").items():
@@ -152,13 +152,13 @@ def manifest_rows(run: ExperimentRun) -> list[tuple[str, str]]:
     return rows
 
 
-def table_counts(results: Results) -> list[tuple[str, int, str]]:
+def _table_counts(results: Results) -> list[tuple[str, int, str]]:
     """(table, rows, description) of every table of the run, specs first."""
     names = ["specs", *(n for n in results.schemas if n != "specs")]
     return [(n, results.table(n).height, results.schema(n).description) for n in names]
 
 
-def failure_groups(failures: pl.DataFrame) -> list[dict[str, Any]]:
+def _failure_groups(failures: pl.DataFrame) -> list[dict[str, Any]]:
     """Failed specs grouped by error type, most frequent first, with an example message."""
     if not failures.height:
         return []
@@ -183,7 +183,7 @@ def _first_line(text: str | None, limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def schema_tables(schemas: dict[str, TableSchema]) -> list[dict[str, Any]]:
+def _schema_tables(schemas: dict[str, TableSchema]) -> list[dict[str, Any]]:
     """Each stored table schema: its columns with role, type, nullability, checks, description."""
     tables = []
     for name, table in schemas.items():
@@ -212,7 +212,7 @@ def _constraint(kind: str, value: Any) -> str:
     return f"{kind} {value}"
 
 
-def output_statistics(data: RunPlotData) -> list[dict[str, Any]]:
+def _output_statistics(data: RunPlotData) -> list[dict[str, Any]]:
     """Count, nulls, mean, std, min, 5/50/95 % quantiles and max of each numeric output."""
     rows = []
     for name in data.outputs:
@@ -235,7 +235,7 @@ def output_statistics(data: RunPlotData) -> list[dict[str, Any]]:
     return rows
 
 
-def other_output_counts(results: Results) -> list[dict[str, Any]]:
+def _other_output_counts(results: Results) -> list[dict[str, Any]]:
     """The most frequent values of each scalar output that is not numeric (bools, strings)."""
     schema = results.schema("scalars")
     rows = []

@@ -14,13 +14,8 @@ from the stored specs alone, so it holds for any run allocated from such a
 list. Then each output gets Sobol' first-order (``s1``) and total (``st``)
 indices with bootstrap 95 % intervals (SALib); blocks with a failed spec or a
 missing value are left out. Otherwise each output gets a linear regression on
-the factors (categorical ones as indicator columns).
-
->>> import numpy as np, polars as pl
->>> x = np.random.default_rng(0).random((200, 2))
->>> frame = pl.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 5 * x[:, 0] + x[:, 1]})
->>> regression(frame, ["a", "b"], "y").get_column("input").to_list()
-['a', 'b']
+the factors (categorical ones as indicator columns). ``ASSUMPTIONS`` says
+what each method assumes.
 """
 
 from __future__ import annotations
@@ -210,7 +205,30 @@ def input_columns(run: ExperimentRun) -> list[str]:
 
 
 def run_inputs_and_outputs(run: ExperimentRun, outputs: Sequence[str] | None = None) -> RunData:
-    """The run's specs joined with the outputs asked for (default: every numeric scalar output)."""
+    """The run's specs joined with the outputs asked for (default: every numeric scalar output).
+
+    >>> import tempfile
+    >>> from scythe import BaseExperiment, ExperimentInputSpec, ExperimentOutputSpec
+    >>> from scythe import ExperimentRegistry, LocalEngine
+    >>> class Wall(ExperimentInputSpec):
+    ...     r_value: float
+    ...     @property
+    ...     def computed_features(self):
+    ...         return {"u_guess": 1 / self.r_value}
+    >>> class Loss(ExperimentOutputSpec):
+    ...     u_value: float
+    ...     ok: bool
+    >>> @ExperimentRegistry.Register(name="doctest_run_inputs")
+    ... def conduct(spec: Wall) -> Loss:
+    ...     return Loss(u_value=1 / spec.r_value, ok=spec.r_value < 3)
+    >>> run, _ = BaseExperiment(conduct, storage=tempfile.mkdtemp()).allocate(
+    ...     [Wall(r_value=2.0), Wall(r_value=4.0)], engine=LocalEngine(slots=0))
+    >>> input_columns(run), numeric_outputs(run)
+    (['r_value'], ['u_value'])
+    >>> run_inputs_and_outputs(run).frame.rows()
+    [(0, 2.0, 0.5), (1, 4.0, 0.25)]
+    >>> ExperimentRegistry.unregister("doctest_run_inputs")
+    """
     numeric = numeric_outputs(run)
     chosen = list(numeric if outputs is None else outputs)
     unknown = [o for o in chosen if o not in numeric]
@@ -280,6 +298,12 @@ def sobol(
 
     ``factors`` in the design's order (a dict also gives each one's kind);
     blocks with a missing value of ``output`` are left out.
+
+    >>> from analysis.design import unit_points
+    >>> x = unit_points(2, 256, method="saltelli", seed=0)
+    >>> frame = pl.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 3 * x[:, 0] + x[:, 1] ** 2})
+    >>> sobol(frame, ["a", "b"], "y").ranking
+    ['a', 'b']
     """
     import numpy as np
     from SALib.analyze import sobol as salib_sobol
@@ -345,6 +369,12 @@ def regression(
     Columns ``input``, ``kind``, ``importance``, ``src``, ``srrc``, ``rank_corr``
     (see ``ASSUMPTIONS["regression"]``); string and bool columns, and those
     named in ``categorical``, are indicator columns.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).random((200, 2))
+    >>> frame = pl.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 5 * x[:, 0] + x[:, 1]})
+    >>> regression(frame, ["a", "b"], "y").get_column("input").to_list()
+    ['a', 'b']
     """
     factors = {
         name: "categorical"
