@@ -19,7 +19,10 @@ app = typer.Typer(
 
 @app.command()
 def version() -> None:
-    """Print the installed Scythe version."""
+    """Print the installed Scythe version.
+
+    Example: scythe version
+    """
     from scythe import __version__
 
     typer.echo(f"scythe {__version__}")
@@ -33,7 +36,10 @@ def demo(
         None, help="Where to store the run (default: SCYTHE_STORAGE_URI or ./scythe-data)."
     ),
 ) -> None:
-    """Run the building-energy example on the embedded local engine and summarise its results."""
+    """Run the building-energy example on the embedded local engine and summarise its results.
+
+    Example: scythe demo --n 200 --storage /tmp/scythe-demo
+    """
     import sys
     from pathlib import Path
 
@@ -74,6 +80,8 @@ def worker(
 
     Roles, slots, labels and name come from SCYTHE_WORKER_* (DOES_FAN, DOES_LEAF, SLOTS,
     DURABLE_SLOTS, HIGH_MEMORY, HIGH_CPU, HAS_GPU, NAME); the connection from HATCHET_CLIENT_*.
+
+    Example: scythe worker -e my_study.experiment:simulate --dry-run
     """
     from scythe.errors import ScytheError
     from scythe.registry import ExperimentRegistry
