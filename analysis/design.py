@@ -53,8 +53,9 @@ SpecT = TypeVar("SpecT", bound=ExperimentInputSpec)
 class Factor:
     """One field a design varies: a range (``low``..``high``) or a tuple of ``levels``.
 
-    ``integer`` ranges hold whole numbers (``step`` apart); ``levels`` are drawn
-    with equal chances.
+    An ``integer`` range, or one with a ``step`` (``multiple_of``), is discrete:
+    its values are the multiples of the step (1 for integers) inside it. Every
+    value of a discrete factor is drawn with the same chance.
     """
 
     name: str
@@ -66,26 +67,32 @@ class Factor:
 
     @property
     def count(self) -> int | None:
-        """How many values a discrete factor has (levels, or integers of the range); None for a range."""
+        """How many values a discrete factor has; None for a continuous range."""
         if self.levels is not None:
             return len(self.levels)
-        if self.integer:
-            return self._integer_count()
+        if self.integer or self.step:
+            step = self._step
+            first = self._first
+            return max(0, math.floor((self.high - first) / step + 1e-9) + 1)  # type: ignore[operator]
         return None
 
-    def _integer_count(self) -> int:
-        step = int(self.step or 1)
-        first = math.ceil(self.low / step) * step  # type: ignore[operator]
-        return max(0, (math.floor(self.high) - first) // step + 1)  # type: ignore[arg-type]
+    @property
+    def _step(self) -> float:
+        return (int(self.step or 1) or 1) if self.integer else float(self.step or 1.0)
+
+    @property
+    def _first(self) -> float:
+        """The lowest multiple of the step inside the range."""
+        return math.ceil(self.low / self._step - 1e-9) * self._step  # type: ignore[operator]
 
     def value(self, i: int) -> Any:
         """The ``i``-th value of a discrete factor (of a continuous range: its low end)."""
         if self.levels is not None:
             return self.levels[i]
-        if not self.integer:
+        if not (self.integer or self.step):
             return self.low
-        step = int(self.step or 1)
-        return math.ceil(self.low / step) * step + i * step  # type: ignore[operator]
+        k = round(self._first / self._step) + i  # the value is k steps: exact for pydantic
+        return int(k * self._step) if self.integer else k * self._step
 
     def from_unit(self, u: np.ndarray) -> list[Any]:
         """Values for coordinates ``u`` in ``[0, 1]`` of the unit hypercube."""
@@ -96,8 +103,6 @@ class Factor:
             index = np.clip(np.floor(u * count).astype(int), 0, count - 1)
             return [self.value(int(i)) for i in index]
         values = self.low + u * (self.high - self.low)  # type: ignore[operator]
-        if self.step:
-            values = np.round(values / self.step) * self.step
         return [float(v) for v in np.clip(values, self.low, self.high)]
 
     def grid(self, n: int) -> list[Any]:
@@ -106,8 +111,9 @@ class Factor:
 
         if self.levels is not None:
             return list(self.levels)
-        if self.integer:
-            picks = np.unique(np.round(np.linspace(0, self._integer_count() - 1, n)).astype(int))
+        count = self.count
+        if count is not None:
+            picks = np.unique(np.round(np.linspace(0, count - 1, n)).astype(int))
             return [self.value(int(i)) for i in picks]
         return self.from_unit(np.linspace(0.0, 1.0, n))
 
@@ -291,9 +297,10 @@ def _factor(
         one = low is not None or high is not None  # say which end is missing, if one is there
         missing = f" (it has no {'lower' if low is None else 'upper'} bound)" if one else ""
         raise _unbounded(spec_type, name, kind, missing)
-    if low > high or (kind == "int" and math.ceil(low) > math.floor(high)):
-        raise DesignError(f"{spec_type.__name__}.{name}: the range {low}..{high} is empty")
-    return Factor(name, low=float(low), high=float(high), integer=kind == "int", step=step)
+    factor = Factor(name, low=float(low), high=float(high), integer=kind == "int", step=step)
+    if low > high or factor.count == 0:
+        raise DesignError(f"{spec_type.__name__}.{name}: the range {low}..{high} holds no value")
+    return factor
 
 
 def _unbounded(spec_type: type, name: str, kind: str, why: str) -> UnboundedFieldError:

@@ -426,7 +426,10 @@ def _fit(frame: pl.DataFrame, factors: dict[str, str], y: np.ndarray, *, ranks: 
     target = rankdata(y) if ranks else y
     target = (target - target.mean()) / target.std()
     groups = {n: _design_columns(frame.get_column(n), kind, ranks) for n, kind in factors.items()}
-    full = np.column_stack([c for cols in groups.values() for c in cols])
+    columns = [c for cols in groups.values() for c in cols]
+    if not columns:
+        raise SensitivityError("no input varies among the rows that have this output")
+    full = np.column_stack(columns)
     if full.shape[0] <= full.shape[1] + 1:
         raise SensitivityError(f"{full.shape[0]} rows for {full.shape[1]} model columns")
     r2, beta = _ols(full, target)

@@ -36,6 +36,7 @@ class Everything(ExperimentInputSpec):
     open_: float = Field(0.5, gt=0, lt=1)
     count: int = Field(3, ge=1, le=6)
     stepped: int = Field(10, gt=0, lt=50, multiple_of=10)
+    tenths: float = Field(0.5, ge=0.05, le=0.9, multiple_of=0.1)
     annotated: Annotated[float, Field(ge=100, le=200)] = 150.0
     mode: Literal["a", "b", "c"] = "a"
     level: Literal[1, 2, 3, 4] = 1
@@ -58,6 +59,7 @@ def _check_everything(specs: list[Everything]) -> None:
         assert -2.5 <= s.closed <= 4.0 and 0 < s.open_ < 1 and 100 <= s.annotated <= 200
         assert type(s.count) is int and 1 <= s.count <= 6
         assert s.stepped in (10, 20, 30, 40)
+        assert 0.05 <= s.tenths <= 0.9 and abs(s.tenths * 10 - round(s.tenths * 10)) < 1e-9
         assert s.floors is not None and 1 <= s.floors <= 40 and type(s.floors) is int
         assert isinstance(s.colour, Colour) and isinstance(s.size, Size)
         assert (s.label, s.weather) == ("x", Path("/data/a.parquet"))  # not varied: defaults
@@ -74,6 +76,7 @@ def test_every_kind_of_field_is_sampled_within_its_constraints(method):
         assert {getattr(s, name) for s in specs} == levels, name
     assert {s.flag for s in specs} == {False, True}
     assert {s.count for s in specs} == set(range(1, 7))
+    assert {round(s.tenths, 9) for s in specs} == {round(k / 10, 9) for k in range(1, 10)}
     closed = [s.closed for s in specs]
     assert max(closed) - min(closed) > 0.9 * 6.5  # spread over the range, not bunched
 
