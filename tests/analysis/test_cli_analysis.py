@@ -23,6 +23,7 @@ from scythe import ExperimentRun
 HERE = Path(__file__).resolve().parent
 SCYTHE = Path(sys.executable).parent / "scythe"
 COMMANDS = ["run", "runs", "show", "results", "sql", "compare", "report", "resume"]
+SCYTHE_COMMANDS = ["version", "demo", "worker"]
 runner = CliRunner()
 
 
@@ -86,6 +87,7 @@ def test_run_with_failures_exits_1_and_resume_retries_them(tmp_path):
         (["run", "query_experiments:panel", "--specs", "{tmp}/none.csv"], "none.csv: no such file"),
         (["run", "query_experiments:panel", "--specs", "{specs}", "--no-wait"], "--no-wait needs --engine hatchet"),
         (["run", "query_experiments:panel", "--specs", "{specs}", "--factor", "3"], "give --factor and --max-depth together"),
+        (["run", "query_experiments:panel", "--specs", "{specs}", "--engine", "hatchet", "--no-wait"], "HATCHET_CLIENT_TOKEN is not set"),
         (["results", "query_panel/v9"], "no run 'query_panel/v9'"),
         (["results", "query_panel"], "matches 3 runs"),
         (["results", "{base}", "--table", "nope"], "has no table 'nope'"),
@@ -94,7 +96,10 @@ def test_run_with_failures_exits_1_and_resume_retries_them(tmp_path):
         (["compare", "{base}", "{same}", "--outputs", "label"], "output 'label' is String"),
     ],
 )  # fmt: skip
-def test_errors_are_one_line_naming_what_to_fix_and_exit_2(runs, tmp_path, args, message):
+def test_errors_are_one_line_naming_what_to_fix_and_exit_2(
+    runs, tmp_path, monkeypatch, args, message
+):
+    monkeypatch.delenv("HATCHET_CLIENT_TOKEN", raising=False)
     values = {"specs": str(_spec_file(tmp_path, "csv")), "tmp": str(tmp_path),
               "base": runs.base.run_id, "same": runs.same.run_id}  # fmt: skip
     result = invoke(*[a.format(**values) for a in args], store=runs.store)
@@ -222,12 +227,13 @@ def test_report_writes_html_with_the_comparison(runs, tmp_path):
     assert verdict in html  # the comparison section shows compare()'s report
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", COMMANDS + SCYTHE_COMMANDS)
 def test_every_command_has_help_with_an_example(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0
     assert f"Example: scythe {command}" in result.stdout
-    assert "--debug" in result.stdout
+    if command in COMMANDS:
+        assert "--debug" in result.stdout and "--storage" in result.stdout
 
 
 def _scythe(*args: str, cwd: Path = HERE, env: dict | None = None) -> subprocess.CompletedProcess:
