@@ -44,6 +44,21 @@ SECRET_KEYS = ("hatchetToken", "hatchetDbPassword")
 HatchetMode = Literal["existing", "self-hosted"]
 
 
+def _check_fargate_size(
+    cpu: int, memory: int, cpu_key: str = "cpu", memory_key: str = "memory"
+) -> None:
+    if cpu not in FARGATE_MEMORY:
+        raise _KeyError(cpu_key, cpu, f"not a Fargate size: one of {list(FARGATE_MEMORY)}")
+    sizes = FARGATE_MEMORY[cpu]
+    if memory not in sizes:
+        raise _KeyError(
+            memory_key,
+            memory,
+            f"does not fit {cpu_key} {cpu} on Fargate: "
+            f"{sizes.start}..{sizes.stop - 1} MiB in steps of {sizes.step}",
+        )
+
+
 class InfraConfigError(ValueError):
     """A ``pulumi config`` value the stack cannot be built from."""
 
@@ -94,16 +109,7 @@ class ServiceConfig(_Model):
         return self
 
     def _check_fargate_size(self) -> None:
-        if self.cpu not in FARGATE_MEMORY:
-            raise _KeyError("cpu", self.cpu, f"not a Fargate size: one of {list(FARGATE_MEMORY)}")
-        sizes = FARGATE_MEMORY[self.cpu]
-        if self.memory not in sizes:
-            raise _KeyError(
-                "memory",
-                self.memory,
-                f"does not fit cpu {self.cpu} on Fargate: "
-                f"{sizes.start}..{sizes.stop - 1} MiB in steps of {sizes.step}",
-            )
+        _check_fargate_size(self.cpu, self.memory)
 
 
 class FanConfig(ServiceConfig):
@@ -186,6 +192,8 @@ class StackConfig(_Model):
     hatchet_db_instance_class: str = "db.t4g.micro"
     hatchet_db_storage_gb: int = Field(20, ge=20)
     hatchet_db_engine_version: str = "16"
+    client_cpu: int = Field(1024, description="CPU units of the client (allocate) task.")
+    client_memory: int = Field(4096, description="Memory of the client task, MiB.")
     fan: FanConfig = Field(default_factory=FanConfig)
     leaf: ServiceConfig = Field(default_factory=ServiceConfig)
     special_leaf: SpecialLeafConfig | None = None
@@ -194,6 +202,7 @@ class StackConfig(_Model):
     def _consistent(self) -> StackConfig:
         if self.log_retention_days not in RETENTION_DAYS:
             raise _KeyError("logRetentionDays", self.log_retention_days, f"one of {RETENTION_DAYS}")
+        _check_fargate_size(self.client_cpu, self.client_memory, "clientCpu", "clientMemory")
         if self.vpc_id and not self.subnet_ids:
             raise _KeyError("subnetIds", [], "set the subnets of vpcId the tasks run in")
         if not self.vpc_id and (self.subnet_ids or self.private_subnet_ids):

@@ -118,4 +118,5 @@ def client_task(ctx: WorkerContext) -> aws.ecs.TaskDefinition:
         entry_point=["python", "-c"],
         command=["import scythe; print(scythe.__version__)"],
     )
-    return ecs.task_definition(f"{ctx.name}-client", container, (1024, 2048), ctx.roles)
+    size = (ctx.config.client_cpu, ctx.config.client_memory)
+    return ecs.task_definition(f"{ctx.name}-client", container, size, ctx.roles)

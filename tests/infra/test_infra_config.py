@@ -32,6 +32,10 @@ def config_keys() -> set[str]:
             "scythe:fan.desiredCount=1 is invalid: needs minCount",
         ),
         ({"logRetentionDays": 10}, "scythe:logRetentionDays=10 is invalid"),
+        (
+            {"clientMemory": 1024},
+            "scythe:clientMemory=1024 is invalid: does not fit clientCpu 1024",
+        ),
         ({"vpcId": "vpc-1"}, "scythe:subnetIds=[] is invalid"),
         (
             {"subnetIds": ["subnet-1"]},

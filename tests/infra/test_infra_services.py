@@ -180,3 +180,12 @@ def test_gpu_leaves_run_on_gpu_instances(monkeypatch):
     assert group.inputs["maxSize"] == 3
     distribution = group.inputs["mixedInstancesPolicy"]["instancesDistribution"]
     assert distribution["onDemandPercentageAboveBaseCapacity"] == 0  # Spot above the base
+
+
+def test_the_client_task_allocates_with_the_configured_size():
+    stack = deploy({**BASE_CONFIG, "clientCpu": 2048, "clientMemory": 16384})
+    definition = stack.one("aws:ecs/taskDefinition:TaskDefinition", "scythe-test-client")
+    assert (definition.inputs["cpu"], definition.inputs["memory"]) == ("2048", "16384")
+    (container,) = stack.containers("scythe-test-client")
+    assert container["entryPoint"] == ["python", "-c"]
+    assert {"name": "SCYTHE_ENGINE", "value": "hatchet"} in container["environment"]
