@@ -141,6 +141,9 @@ def sql(
         list[str],
         typer.Option("--run", help="A run, experiment or experiment/version. Repeatable."),
     ],
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Read the tables as of a Delta version (1) or an ISO time."
+    ),
     format: str = Format,
     output: Path | None = Output,
     limit: int = Limit,
@@ -155,7 +158,9 @@ def sql(
     """
     from analysis.query import sql as run_sql
 
-    _emit(run_sql(query, run, storage=storage), format=format, output=output, limit=limit)
+    when = int(as_of) if as_of is not None and as_of.isdigit() else as_of
+    found = run_sql(query, run, storage=storage, as_of=when)
+    _emit(found, format=format, output=output, limit=limit)
 
 
 @app.command()

@@ -67,7 +67,12 @@ def _before_creation(delta: Any, when: int | datetime | str) -> str | None:
     """Why ``when`` is before the table's first commit, if it is (a time travel too far back)."""
     if isinstance(when, int):
         return None
-    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    try:
+        moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    except ValueError:
+        raise QueryError(
+            f"as_of={when!r}: give a table version (0, 1, ...) or an ISO time (2026-01-31T12:00Z)"
+        ) from None
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
     created_ms = min(int(entry["timestamp"]) for entry in delta.history())
     created = datetime.fromtimestamp(created_ms / 1000, UTC)

@@ -173,6 +173,16 @@ def test_sql_prints_what_analysis_sql_returns(runs):
     assert_frame_equal(pl.read_csv(io.StringIO(result.stdout)), expected, check_dtypes=False)
 
 
+def test_sql_as_of_reads_an_earlier_table_version(runs):
+    query = "SELECT count(*) AS specs FROM scalars"
+    args = ["sql", query, "--run", runs.base.run_id, "--format", "csv"]
+    assert invoke(*args, "--as-of", "0", store=runs.store).stdout.splitlines() == ["specs", "0"]
+    latest = runs.base.results().scalars.height
+    assert invoke(*args, store=runs.store).stdout.splitlines() == ["specs", str(latest)]
+    bad = invoke(*args, "--as-of", "yesterday", store=runs.store)
+    assert bad.exit_code == 2 and "as_of='yesterday': give a table version" in bad.stderr
+
+
 def test_compare_exit_codes_and_reports(runs, tmp_path):
     same = invoke("compare", runs.base.run_id, runs.same.run_id, store=runs.store)
     assert same.exit_code == 0, same.output

@@ -64,6 +64,22 @@ def test_scan_by_experiment_or_version_reads_every_run_of_it(runs, tmp_path):
         scan(runs.base, table="nope")
 
 
+def test_scan_takes_catalog_entries_versions_and_experiments(runs):
+    from analysis import Catalog
+    from scythe import BaseExperiment
+    from scythe.errors import RunOptionError
+
+    catalog = Catalog(runs.store)
+    newest = catalog.runs()[:2]
+    assert set(scan(newest).collect()["run"]) == {runs.changed.run_id, runs.same.run_id}
+    experiment = BaseExperiment(query_experiments.panel, storage=runs.store)
+    assert scan(experiment).collect()["run"].n_unique() == 3
+    first_version = experiment.list_versions()[0]
+    assert set(scan(first_version).collect()["run"]) == {runs.base.run_id}
+    with pytest.raises(RunOptionError, match="42 is not a run"):
+        scan([runs.base, 42])
+
+
 def _files_with_n(run: ExperimentRun, value: int) -> int:
     """The data files whose Delta statistics say they may hold rows with n == value."""
     table = DeltaTable(run.table_uri("scalars"), storage_options=run.store.storage_options())
