@@ -155,9 +155,24 @@ def test_nothing_to_draw_is_a_plot_error(runs, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_matplotlib_backend_is_left_alone(runs, tmp_path):
-    import matplotlib
+def test_matplotlib_loads_only_for_a_figure_and_pyplot_never(runs, tmp_path):
+    """In a fresh process: importing plots loads no matplotlib; drawing loads it without pyplot
+    (which would pick and switch the global backend)."""
+    import subprocess
+    import sys
 
-    before = matplotlib.get_backend()
-    plots.distributions(runs["a"], tmp_path, formats=("png",))
-    assert matplotlib.get_backend() == before
+    run = runs["a"]
+    script = f"""
+import sys
+from analysis import plots
+from scythe.experiments import ExperimentRun
+assert "matplotlib" not in sys.modules
+run = ExperimentRun.open({run.run_id!r}, storage={str(run.store.root)!r})
+print(len(plots.distributions(run, {str(tmp_path)!r})))
+assert "matplotlib" in sys.modules and "matplotlib.pyplot" not in sys.modules
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
