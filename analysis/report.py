@@ -29,7 +29,7 @@ EXAMPLES = 5  # failed sort indices shown per error type
 
 
 @dataclass
-class Figure:
+class EmbeddedFigure:
     """One embedded figure of the report."""
 
     title: str
@@ -258,7 +258,7 @@ def _plots(data: RunPlotData) -> dict[str, Any]:
     section: dict[str, Any] = {"figures": [], "notes": []}
     try:
         section["figures"].append(
-            Figure(
+            EmbeddedFigure(
                 "Output distributions",
                 "Histogram of each numeric output over the specs that succeeded; dashed: median.",
                 _embed(plots.distributions_figure(data)),
@@ -270,7 +270,9 @@ def _plots(data: RunPlotData) -> dict[str, Any]:
                 f"{data.labels[name]} against each input that varies: points for numeric inputs, "
                 "boxes (quartiles, whiskers to 1.5 IQR) for categorical ones."
             )
-            section["figures"].append(Figure(f"{name} against the inputs", caption, _embed(fig)))
+            section["figures"].append(
+                EmbeddedFigure(f"{name} against the inputs", caption, _embed(fig))
+            )
     except PlotError as err:
         section["notes"].append(str(err))
     return section
@@ -310,7 +312,7 @@ def _sensitivity(run: ExperimentRun, outputs: list[str]) -> dict[str, Any]:
             }
         )
     try:
-        section["figure"] = Figure(
+        section["figure"] = EmbeddedFigure(
             "Input importance",
             "Most influential input on top.",
             _embed(plots.sensitivity_figure(result)),
@@ -329,7 +331,7 @@ def _comparison(run: ExperimentRun, other: ExperimentRun, data: RunPlotData) -> 
     try:
         other_data = RunPlotData.of(other, [o for o in data.outputs if o in _numeric(other)])
         fig = plots.comparison_figure(data, other_data)
-        section["figure"] = Figure(
+        section["figure"] = EmbeddedFigure(
             "Distributions of both runs",
             f"a: {run.run_id}; b: {other.run_id}. Same bins for both runs.",
             _embed(fig),
