@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,7 +177,10 @@ class Catalog:
     def infos(self) -> list[RunInfo]:
         """Every run, newest first."""
         if self._infos is None:
-            found = [_read_run_info(self.store, run_id) for run_id in self._run_ids()]
+            run_ids = list(self._run_ids())
+            # One manifest read per run: in parallel, since each is a round trip on S3.
+            with ThreadPoolExecutor(max_workers=min(16, len(run_ids) or 1)) as pool:
+                found = list(pool.map(lambda run_id: _read_run_info(self.store, run_id), run_ids))
             self._infos = sorted(
                 (info for info in found if info is not None),
                 key=lambda info: (info.created_at, info.run_id),
