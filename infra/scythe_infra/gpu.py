@@ -28,35 +28,8 @@ def gpu_capacity_provider(
     leaf: SpecialLeafConfig,
     assign_public_ip: bool,
 ) -> aws.ecs.CapacityProvider:
-    role = aws.iam.Role(
-        f"{name}-gpu-instance", assume_role_policy=assume_role_policy("ec2.amazonaws.com")
-    )
-    aws.iam.RolePolicyAttachment(
-        f"{name}-gpu-instance",
-        role=role.name,
-        policy_arn=ECS_INSTANCE_POLICY,
-        opts=pulumi.ResourceOptions(parent=role),
-    )
-    profile = aws.iam.InstanceProfile(f"{name}-gpu-instance", role=role.name)
-    user_data = cluster.name.apply(
-        lambda c: base64.b64encode(
-            f"#!/bin/bash\necho ECS_CLUSTER={c} >> /etc/ecs/ecs.config\n".encode()
-        ).decode()
-    )
-    template = aws.ec2.LaunchTemplate(
-        f"{name}-gpu",
-        image_id=aws.ssm.get_parameter_output(name=GPU_AMI_PARAMETER).value,
-        instance_type=leaf.instance_type,
-        iam_instance_profile={"arn": profile.arn},
-        network_interfaces=[
-            {
-                "associate_public_ip_address": str(assign_public_ip).lower(),
-                "security_groups": [network.worker_security_group.id],
-            }
-        ],
-        user_data=user_data,
-        metadata_options={"http_tokens": "required"},
-    )
+    """GPU instances as a capacity provider of ``cluster``, at most ``maxCount`` of them."""
+    template = _launch_template(name, cluster, network, leaf, assign_public_ip)
     group = aws.autoscaling.Group(
         f"{name}-gpu",
         min_size=0,
@@ -86,4 +59,46 @@ def gpu_capacity_provider(
             "managed_termination_protection": "DISABLED",
             "managed_draining": "ENABLED",
         },
+    )
+
+
+def _instance_profile(name: str) -> aws.iam.InstanceProfile:
+    role = aws.iam.Role(
+        f"{name}-gpu-instance", assume_role_policy=assume_role_policy("ec2.amazonaws.com")
+    )
+    aws.iam.RolePolicyAttachment(
+        f"{name}-gpu-instance",
+        role=role.name,
+        policy_arn=ECS_INSTANCE_POLICY,
+        opts=pulumi.ResourceOptions(parent=role),
+    )
+    return aws.iam.InstanceProfile(f"{name}-gpu-instance", role=role.name)
+
+
+def _launch_template(
+    name: str,
+    cluster: aws.ecs.Cluster,
+    network: Network,
+    leaf: SpecialLeafConfig,
+    assign_public_ip: bool,
+) -> aws.ec2.LaunchTemplate:
+    """ECS's GPU-optimised AMI, joining ``cluster``; metadata only with a session token."""
+    user_data = cluster.name.apply(
+        lambda c: base64.b64encode(
+            f"#!/bin/bash\necho ECS_CLUSTER={c} >> /etc/ecs/ecs.config\n".encode()
+        ).decode()
+    )
+    return aws.ec2.LaunchTemplate(
+        f"{name}-gpu",
+        image_id=aws.ssm.get_parameter_output(name=GPU_AMI_PARAMETER).value,
+        instance_type=leaf.instance_type,
+        iam_instance_profile={"arn": _instance_profile(name).arn},
+        network_interfaces=[
+            {
+                "associate_public_ip_address": str(assign_public_ip).lower(),
+                "security_groups": [network.worker_security_group.id],
+            }
+        ],
+        user_data=user_data,
+        metadata_options={"http_tokens": "required"},
     )

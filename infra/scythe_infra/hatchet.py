@@ -104,20 +104,7 @@ def self_hosted(
     )
     database, url_secret = _database(name, config, network, engine_sg)
     config_fs, volume = _config_volume(name, network, engine_sg)
-    namespace = aws.servicediscovery.PrivateDnsNamespace(
-        f"{name}-dns", name=f"{name}.internal", vpc=network.vpc_id
-    )
-    registry = aws.servicediscovery.Service(
-        f"{name}-hatchet",
-        name="hatchet",
-        dns_config={
-            "namespace_id": namespace.id,
-            "dns_records": [{"type": "A", "ttl": 10}],
-            "routing_policy": "MULTIVALUE",
-        },
-        force_destroy=True,
-    )
-    host = f"hatchet.{name}.internal"
+    registry, host = _dns_name(name, network)
     logs = ecs.log_group(name, "hatchet", config)
     container = ecs.Container(
         name="hatchet-lite",
@@ -150,6 +137,24 @@ def self_hosted(
         enable_execute_command=True,
     )
     return SelfHostedHatchet(host, database, url_secret, service, engine_sg, {"config": config_fs})
+
+
+def _dns_name(name: str, network: Network) -> tuple[aws.servicediscovery.Service, str]:
+    """``hatchet.<stack>.internal`` in the VPC (Cloud Map), pointing at the engine's task."""
+    namespace = aws.servicediscovery.PrivateDnsNamespace(
+        f"{name}-dns", name=f"{name}.internal", vpc=network.vpc_id
+    )
+    registry = aws.servicediscovery.Service(
+        f"{name}-hatchet",
+        name="hatchet",
+        dns_config={
+            "namespace_id": namespace.id,
+            "dns_records": [{"type": "A", "ttl": 10}],
+            "routing_policy": "MULTIVALUE",
+        },
+        force_destroy=True,
+    )
+    return registry, f"hatchet.{name}.internal"
 
 
 def hatchet_lite_environment(host: str) -> dict[str, pulumi.Input[str]]:

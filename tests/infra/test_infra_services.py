@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import warnings
 
 import pytest
@@ -180,6 +181,10 @@ def test_gpu_leaves_run_on_gpu_instances(monkeypatch):
     assert group.inputs["maxSize"] == 3
     distribution = group.inputs["mixedInstancesPolicy"]["instancesDistribution"]
     assert distribution["onDemandPercentageAboveBaseCapacity"] == 0  # Spot above the base
+    template = stack.one("aws:ec2/launchTemplate:LaunchTemplate")
+    cluster = stack.one("aws:ecs/cluster:Cluster").state["name"]
+    assert f"ECS_CLUSTER={cluster}\n" in base64.b64decode(template.inputs["userData"]).decode()
+    assert template.inputs["imageId"] == "ami-0123456789abcdef0"  # ECS's GPU AMI, from SSM
 
 
 def test_the_client_task_allocates_with_the_configured_size():
