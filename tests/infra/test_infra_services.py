@@ -183,7 +183,8 @@ def test_gpu_leaves_run_on_gpu_instances(monkeypatch):
     assert distribution["onDemandPercentageAboveBaseCapacity"] == 0  # Spot above the base
     template = stack.one("aws:ec2/launchTemplate:LaunchTemplate")
     cluster = stack.one("aws:ecs/cluster:Cluster").state["name"]
-    assert f"ECS_CLUSTER={cluster}\n" in base64.b64decode(template.inputs["userData"]).decode()
+    user_data = base64.b64decode(template.inputs["userData"]).decode()
+    assert f"echo ECS_CLUSTER={cluster} >> /etc/ecs/ecs.config" in user_data.splitlines()
     assert template.inputs["imageId"] == "ami-0123456789abcdef0"  # ECS's GPU AMI, from SSM
 
 
