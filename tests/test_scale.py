@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -383,5 +384,57 @@ def measure(n: int = 4000, repeats: int = 3) -> None:  # pragma: no cover - run 
     print(json.dumps(sizes, indent=1))
 
 
+ROOT_CHECK = """
+import os, resource, sys, tempfile
+import deltalake, polars as pl
+import scythe.engines.hatchet, scythe.nodes, scythe.worker  # what a fan worker imports
+from scythe import tables
+from scythe.storage import LocalStore
+n, root = int(sys.argv[1]), tempfile.mkdtemp()
+if os.fork() == 0:  # write the three tables in a child, so this process's peak is the check's
+    for name in ("specs", "scalars", "failures"):
+        rows = pl.Series("sort_index", range(0 if name == "failures" else n), dtype=pl.Int64)
+        deltalake.write_deltalake(os.path.join(root, name), pl.DataFrame([rows]).to_arrow())
+    os._exit(0)
+os.wait()
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base, store = peak(), LocalStore(root)
+expected, done, failed = (
+    tables.read_column(store, t, "sort_index", pl.Int64()) for t in ("specs", "scalars", "failures")
+)
+outcome = pl.concat([done, failed])  # as scythe.nodes.check_completeness
+expected.to_frame().join(outcome.to_frame(), on="sort_index", how="anti")["sort_index"].sort()
+outcome.len() - outcome.n_unique()
+print(f"root completeness check, {n} specs: imports {base:.0f} MiB, +{peak() - base:.0f} MiB")
+"""
+
+ALLOCATION = """
+import resource, sys
+from examples.building_energy.experiment import sample_specs, simulate_energy
+from scythe.allocation import plan_allocation
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+n, base = int(sys.argv[1]), peak()
+specs = sample_specs(n, seed=1)
+objects = peak()
+plan_allocation(simulate_energy, specs, parallelism=64)
+print(f"allocating {n} building specs: objects +{objects - base:.0f} MiB, "
+      f"planning peak +{peak() - base:.0f} MiB")
+"""
+
+
+def measure_memory() -> None:  # pragma: no cover - run by hand
+    """Peak memory of the root's completeness check and of planning an allocation."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    for code, sizes in ((ROOT_CHECK, (10**6, 10**7)), (ALLOCATION, (10**5, 3 * 10**5))):
+        for n in sizes:
+            env = {**os.environ, "PYTHONPATH": str(repo)}
+            subprocess.run([sys.executable, "-c", code, str(n)], check=True, env=env, cwd=repo)
+
+
 if __name__ == "__main__":  # pragma: no cover
     measure()
+    measure_memory()
