@@ -24,6 +24,7 @@ from scythe.schema.diff import (
     SchemaChange,
     align_frame,
     bump_of,
+    diff_column,
     diff_entries,
     diff_locks,
     required_bump,
@@ -623,3 +624,62 @@ def test_a_column_no_version_has_is_a_typed_error():
         unify_tables([scalars(V1)], columns=["nope"])
     with pytest.raises(SchemaMismatchError):
         unify_tables([])
+
+
+# --------------------------------------------------------------------------- checks one by one
+
+
+def _col(*checks: tuple, nullable: bool = False, unique: bool = False) -> dict[str, Any]:
+    return {
+        "dtype": "Int64",
+        "nullable": nullable,
+        "unique": unique,
+        "checks": [
+            {"kind": k, "name": v[0], "statistics": v[1]}
+            if k == "check"
+            else {"kind": k, "value": v}
+            for k, v in checks
+        ],
+    }
+
+
+CHECK_CASES = [
+    ("isin added", _col(), _col(("isin", [1, 2])), "breaking"),
+    ("isin removed", _col(("isin", [1, 2])), _col(), "additive"),
+    ("isin grown", _col(("isin", [1, 2])), _col(("isin", [1, 2, 3])), "additive"),
+    ("isin swapped", _col(("isin", [1, 2])), _col(("isin", [1, 3])), "breaking"),
+    ("notin added", _col(), _col(("notin", [0])), "breaking"),
+    ("notin grown", _col(("notin", [0])), _col(("notin", [0, 1])), "breaking"),
+    ("notin shrunk", _col(("notin", [0, 1])), _col(("notin", [0])), "additive"),
+    ("pattern removed", _col(("pattern", "^a")), _col(), "additive"),
+    ("pattern replaced", _col(("pattern", "^a")), _col(("pattern", "^b")), "breaking"),
+    ("ge to gt at one value", _col(("ge", 0)), _col(("gt", 0)), "breaking"),
+    ("gt to ge at one value", _col(("gt", 0)), _col(("ge", 0)), "additive"),
+    ("lt up", _col(("lt", 5)), _col(("lt", 6)), "additive"),
+    ("le to lt at one value", _col(("le", 5)), _col(("lt", 5)), "breaking"),
+    ("lower bound below a stricter one", _col(("ge", 1), ("gt", 3)), _col(("ge", 1)), "additive"),
+    ("min_length added", _col(), _col(("min_length", 2)), "breaking"),
+    ("now unique", _col(), _col(unique=True), "breaking"),
+    ("no longer unique", _col(unique=True), _col(), "additive"),
+    ("custom check added", _col(), _col(("check", ("is_even", {}))), "breaking"),
+    ("custom check removed", _col(("check", ("is_even", {}))), _col(), "additive"),
+    (
+        "custom check changed",
+        _col(("check", ("near", {"x": 1}))),
+        _col(("check", ("near", {"x": 2}))),
+        "breaking",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "severity"), [pytest.param(*c[1:], id=c[0]) for c in CHECK_CASES]
+)
+def test_each_check_change_is_tighter_or_looser(old, new, severity):
+    changes = diff_column(old, new)
+    assert [s for s, _ in changes] == [severity], changes
+    text = changes[0][1]
+    if "unique" in text:
+        assert text == ("now unique" if severity == "breaking" else "no longer unique")
+    else:
+        assert text.startswith("tighter check: " if severity == "breaking" else "looser check: ")

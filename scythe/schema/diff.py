@@ -117,23 +117,20 @@ def _bound_text(bound: Any, kinds: tuple[str, str]) -> str:
     return "none" if bound is None else f"{kinds[1] if bound[1] else kinds[0]} {bound[0]!r}"
 
 
-def _set_change(old: Any, new: Any, *, grows_tighter: bool) -> str | None:
+def _set_change(old: Any, new: Any, *, more_is_tighter: bool) -> str | None:
+    """How a set check changed; None stands for no such check (every value passes it)."""
     if old == new:
         return None
     if old is None or new is None:
-        return (
-            ("tighter" if grows_tighter else "looser")
-            if old is None
-            else ("looser" if grows_tighter else "tighter")
-        )
+        return "tighter" if old is None else "looser"
     old_set, new_set = {json.dumps(v) for v in old}, {json.dumps(v) for v in new}
     if old_set == new_set:
         return None
     if new_set < old_set:
-        return "looser" if grows_tighter else "tighter"
+        return "looser" if more_is_tighter else "tighter"
     if new_set > old_set:
-        return "tighter" if grows_tighter else "looser"
-    return "tighter"
+        return "tighter" if more_is_tighter else "looser"
+    return "tighter"  # values both added and removed: some old value may fail
 
 
 def _values(checks: list[dict[str, Any]], kind: str) -> list[Any] | None:
@@ -171,9 +168,9 @@ def _check_changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list
         verdict = _compare_bounds(a, b, upper)
         if verdict:
             out.append((verdict, f"{kind} {a and a[0]!r} -> {b and b[0]!r}"))
-    for kind, grows_tighter in (("isin", False), ("notin", True), ("pattern", True)):
+    for kind, more_is_tighter in (("isin", False), ("notin", True), ("pattern", True)):
         a, b = _values(old, kind), _values(new, kind)
-        verdict = _set_change(a, b, grows_tighter=grows_tighter)
+        verdict = _set_change(a, b, more_is_tighter=more_is_tighter)
         if verdict:
             out.append((verdict, f"{kind} {a!r} -> {b!r}"))
     a, b = _bound(old, ("multiple_of", "-"), False), _bound(new, ("multiple_of", "-"), False)
