@@ -9,6 +9,7 @@ resource the program registered, with its inputs as the engine would receive the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from dataclasses import dataclass
@@ -96,6 +97,19 @@ class Deployment:
         return json.loads(definition.inputs["containerDefinitions"])
 
 
+_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+
+def fresh_event_loop() -> None:
+    """A current event loop for Pulumi's runtime, which asks for one (and finds none after
+    another test's ``asyncio.run``); the one made for the previous deployment is closed."""
+    while _LOOPS:
+        _LOOPS.pop().close()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _LOOPS.append(loop)
+
+
 BASE_CONFIG = {"hatchetToken": TOKEN, "hatchetHostPort": "engine.example.org:443"}
 
 
@@ -104,6 +118,7 @@ def deploy(values: dict[str, Any] | None = None, probe=None) -> Deployment:
     from scythe_infra.config import parse_config
     from scythe_infra.stack import build
 
+    fresh_event_loop()
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="scythe", stack="test", preview=False)
     result: dict[str, Any] = {}

@@ -11,7 +11,7 @@ pulumi = pytest.importorskip("pulumi")
 pytest.importorskip("pulumi_aws")
 yaml = pytest.importorskip("yaml")
 
-from infra_harness import BASE_CONFIG, INFRA, TOKEN  # noqa: E402
+from infra_harness import BASE_CONFIG, INFRA, TOKEN, fresh_event_loop  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 
@@ -78,6 +78,7 @@ def pulumi_config():
     from pulumi.runtime.config import _SECRET_KEYS, CONFIG
 
     saved = (dict(CONFIG.get()), set(_SECRET_KEYS.get()))
+    fresh_event_loop()  # Outputs of secret config values need one
 
     def set_config(values: dict[str, str], secret: list[str]):
         pulumi.runtime.set_all_config(
