@@ -6,6 +6,7 @@ compiles spec classes into table schemas.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -277,10 +278,33 @@ class ExperimentOutputSpec(BaseSpec):
         """
         if SPEC_SCOPE.get() is None or not _has_pandera_fields(cls):
             return handler(data)
+        return _without_pandera_checks(handler, data)
+
+
+@functools.cache
+def _pandera_checks_off() -> tuple[Any, Any]:
+    """pandera's context-local config variable and a copy of its config with validation off."""
+    import pandera.config as config
+
+    context = config._CONTEXT_CONFIG
+    return context, dataclasses.replace(context.get(), validation_enabled=False)
+
+
+def _without_pandera_checks(handler: Callable[[Any], Any], data: Any) -> Any:
+    """``handler(data)`` with pandera's validation off in this context only (as
+    ``pandera.config.config_context(validation_enabled=False)``, without its copy per call)."""
+    try:
+        context, off = _pandera_checks_off()
+    except (ImportError, AttributeError):  # another pandera: its public context manager
         from pandera.config import config_context
 
         with config_context(validation_enabled=False):
             return handler(data)
+    token = context.set(off)
+    try:
+        return handler(data)
+    finally:
+        context.reset(token)
 
 
 def _pandera_type(tp: Any) -> bool:

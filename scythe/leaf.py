@@ -223,8 +223,11 @@ def _frame_values(frame: Any, schema: ExperimentSchema, name: str, sort_index: i
             f"dataframe output {name!r} (spec {sort_index}) lacks columns {missing}; "
             f"it has {list(dtypes)}"
         )
-    if all(dtypes[c.name] == c.dtype for c in table.values):
-        return frame.select(table.value_names)  # the common case: nothing to cast
+    if all(dtypes[c.name] == c.dtype for c in table.values):  # the common case: nothing to cast
+        if list(dtypes) == table.value_names:
+            return frame
+        # picked column by column: an eager select would run polars' query engine per spec
+        return pl.DataFrame([frame.get_column(n) for n in table.value_names])
     for column in table.values:
         problem = cast_problem(frame.get_column(column.name), column.dtype)
         if problem:
@@ -369,9 +372,12 @@ def _result(
     fields = output.__dict__
     scalars = {}
     try:
-        for column in schema.scalars.values:
+        for column, accepted in schema.scalar_types:
             value = fields[column.name]
-            if type(value) in PLAIN_TYPES:
+            kind = type(value)
+            if kind in accepted or value is None:
+                scalars[column.name] = value  # exactly the column's type: nothing to judge
+            elif kind in PLAIN_TYPES:
                 problem = scalar_problem(value, column.dtype)
                 if problem:
                     raise OutputValidationError(

@@ -52,7 +52,7 @@ from scythe.schema.compile import (
     feature_types,
     index_columns,
 )
-from scythe.schema.exact import cast_problem, scalar_problem
+from scythe.schema.exact import accepted_types, cast_problem, scalar_problem
 from scythe.schema.json_schema import experiment_io_spec
 from scythe.schema.stored import (
     schema_from_dict,
@@ -92,6 +92,7 @@ __all__ = [
     "ExperimentSchema",
     "FailureCase",
     "TableSchema",
+    "accepted_types",
     "arrow_type",
     "cast_problem",
     "cell",

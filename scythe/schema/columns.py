@@ -22,6 +22,7 @@ from pydantic import AnyUrl
 
 from scythe.base import ExperimentInputSpec, ExperimentOutputSpec, file_reference_uri
 from scythe.errors import ColumnNotFoundError, TableNotFoundError
+from scythe.schema.exact import accepted_types
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -275,6 +276,12 @@ class ExperimentSchema:
     @functools.cached_property
     def index_names(self) -> list[str]:
         return [c.name for c in self.index]
+
+    @functools.cached_property
+    def scalar_types(self) -> tuple[tuple[Column, tuple[type, ...]], ...]:
+        """Each scalar output column with the Python types its values may have as they are
+        (found once: comparing polars dtypes per value is slow)."""
+        return tuple((c, accepted_types(c.dtype)) for c in self.scalars.values)
 
     @functools.cached_property
     def extra_fields(self) -> tuple[str, ...]:

@@ -37,6 +37,14 @@ _SCALAR_TYPES: dict[Any, tuple[type, ...]] = {
 _SAME_KIND = (pl.Datetime, pl.Duration, pl.Decimal, pl.Categorical, pl.Enum)
 
 
+def accepted_types(dtype: pl.DataType) -> tuple[type, ...]:
+    """The Python types a plain scalar of ``dtype`` may have as it is (empty: judged otherwise).
+
+    Looked up once per column, not per value: comparing polars dtypes is slow.
+    """
+    return _SCALAR_TYPES.get(dtype, ())
+
+
 def scalar_problem(value: Any, dtype: pl.DataType) -> str | None:
     """Why a plain Python scalar (int, float, str, bool, None) does not fit ``dtype``; None if it does.
 
