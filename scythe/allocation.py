@@ -271,6 +271,11 @@ def latest_run_schema(store: Store, experiment: str) -> PreviousRun | None:
 
     Reads ``table_schemas.yml`` and ``experiment_io_spec.yml``; a run folder
     without a stored schema (an allocation that stopped half way) is passed over.
+
+    >>> import tempfile
+    >>> from scythe.storage import LocalStore
+    >>> latest_run_schema(LocalStore(tempfile.mkdtemp()), "walls") is None
+    True
     """
     versions = [SemVer.parse(v) for v in store.list_children(experiment) if SemVer.is_version(v)]
     for version in sorted(versions, reverse=True):
@@ -301,6 +306,25 @@ def check_schema_change(
     ``SchemaChangeError`` naming the changes and the bump they need, unless
     ``allow`` (``allow_schema_change=True``). Returns what the manifest records:
     None when nothing changed and nothing was allowed.
+
+    >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec
+    >>> from scythe.schema.lock import experiment_entry
+    >>> class In(ExperimentInputSpec):
+    ...     x: float
+    >>> class Out(ExperimentOutputSpec):
+    ...     y: float
+    >>> class Out2(ExperimentOutputSpec):
+    ...     y: float
+    ...     z: float
+    >>> before = PreviousRun("e", "e/v1.0.0/t", SemVer(), experiment_entry(In, Out))
+    >>> check_schema_change(compile_experiment(In, Out2), before, "bumpminor").required
+    'bumpminor'
+    >>> check_schema_change(compile_experiment(In, Out2), before, "keep")
+    Traceback (most recent call last):
+    ...
+    scythe.errors.SchemaChangeError: experiment 'e': the schema changed since run e/v1.0.0/t in ways that need bumpminor, but version='keep':
+      additive: experiment 'e', table 'scalars', column 'z': new output column (Float64)
+    allocate with version='bumpminor', or pass allow_schema_change=True to allocate anyway (the manifest records it)
     """
     if previous is None:
         return None
