@@ -51,8 +51,11 @@ def _module(name: str) -> Any:
 def load_targets(targets: Iterable[str]) -> dict[str, Any]:
     """The experiments that ``module`` or ``module:name`` targets name, by registered name.
 
-    A bare module gives every experiment registered while importing it (and its
-    submodules) plus those it holds as attributes.
+    A bare module gives every experiment registered by it or its (imported)
+    submodules, plus those it holds as attributes.
+
+    >>> sorted(load_targets(["examples.building_energy.experiment"]))
+    ['building_energy']
     """
     from scythe.registry import ExperimentRegistry, ExperimentRunnable
 
@@ -82,7 +85,13 @@ def load_targets(targets: Iterable[str]) -> dict[str, Any]:
 
 
 def export_lock(targets: Iterable[str]) -> str:
-    """The lock file's text for the experiments ``targets`` name (see ``scythe schema export``)."""
+    """The lock file's text for the experiments ``targets`` name (see ``scythe schema export``).
+
+    >>> import json
+    >>> text = export_lock(["examples.building_energy.experiment:simulate_energy"])
+    >>> json.loads(text)["building_energy"]["function"]
+    'examples.building_energy.experiment:simulate_energy'
+    """
     from scythe.schema.lock import dump_lock, experiment_entry
 
     entries = {

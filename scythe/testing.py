@@ -325,6 +325,18 @@ def output_problems(
     are checked against each table's pandera schema of its outputs: dtypes,
     nulls, every check, unique sort keys (the index values are the spec's own,
     which pydantic and the index schema checked).
+
+    >>> from pydantic import Field
+    >>> from scythe import ExperimentOutputSpec
+    >>> class In(ExperimentInputSpec):
+    ...     x: float
+    >>> class Out(ExperimentOutputSpec):
+    ...     y: float = Field(..., ge=0)
+    >>> schema = compile_experiment(In, Out)
+    >>> output_problems(schema, In(x=1.0), LeafResult(0, scalars={"y": 2.0}))
+    []
+    >>> output_problems(schema, In(x=1.0), LeafResult(0, scalars={"y": -1.0}))
+    ["table 'scalars', column 'y': failed greater_than_or_equal_to(0) (value -1.0, row 0)"]
     """
     index = index_values(spec, schema)
     frames: list[tuple[TableSchema, Callable[[], pl.DataFrame]]] = [
@@ -425,6 +437,22 @@ def check_experiment(
     schema of a table (a bound, an allowed value, a null, a dtype; frame
     outputs too, which a run checks per node). ``seed`` makes the run
     repeatable; each call otherwise explores new specs.
+
+    >>> from pydantic import Field
+    >>> from scythe import ExperimentOutputSpec, ExperimentRegistry
+    >>> class In(ExperimentInputSpec):
+    ...     x: int = Field(..., ge=0, le=10)
+    >>> class Out(ExperimentOutputSpec):
+    ...     y: float
+    >>> @ExperimentRegistry.Register(name="doctest_check_crash")
+    ... def invert(spec: In) -> Out:
+    ...     return Out(y=1 / (spec.x - 7))
+    >>> check_experiment(invert, max_examples=100, seed=0)
+    Traceback (most recent call last):
+    ...
+    scythe.errors.ExperimentCheckError: experiment 'doctest_check_crash' failed on In(experiment_id=..., x=7): ZeroDivisionError: division by zero
+    ...
+    >>> ExperimentRegistry.unregister("doctest_check_crash")
     """
     runnable = _runnable(experiment)
     strategy = (

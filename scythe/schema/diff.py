@@ -246,6 +246,10 @@ def diff_columns(
     A removed column and an added one that are alike in everything but their
     name (and the only such pair) are reported as one rename. ``added(column)``
     gives the ``(severity, description)`` of a new column (default: additive).
+
+    >>> a = {"name": "a", "dtype": "Int64", "nullable": False, "unique": False, "checks": []}
+    >>> diff_columns([a], [{**a, "name": "b"}])
+    [('breaking', 'a', "renamed to 'b'")]
     """
     old_by, new_by = {c["name"]: c for c in old}, {c["name"]: c for c in new}
     removed = [n for n in old_by if n not in new_by]
@@ -406,6 +410,9 @@ def diff_locks(
     """Every change from the lock ``old`` to ``new`` (experiments by name), classified.
 
     An experiment in ``old`` that ``new`` lacks is breaking; a new one is additive.
+
+    >>> [str(c) for c in diff_locks({"a": {}}, {})]
+    ["breaking: experiment 'a': experiment removed from the code"]
     """
     changes: list[SchemaChange] = []
     for name in sorted(old.keys() | new.keys()):
@@ -422,7 +429,11 @@ def diff_locks(
 
 
 def required_bump(changes: Iterable[SchemaChange]) -> VersionBump:
-    """The smallest version bump the changes need: major if breaking, minor if additive."""
+    """The smallest version bump the changes need: major if breaking, minor if additive.
+
+    >>> required_bump([SchemaChange("additive", "e", "new column")]), required_bump([])
+    ('bumpminor', 'keep')
+    """
     severities = {c.severity for c in changes}
     if "breaking" in severities:
         return "bumpmajor"
@@ -448,7 +459,12 @@ def bump_of(latest: SemVer, version: VersionBump | SemVer | str) -> VersionBump:
 
 
 def format_changes(changes: Iterable[SchemaChange]) -> str:
-    """One line per change, breaking ones first."""
+    """One line per change, breaking ones first.
+
+    >>> print(format_changes([SchemaChange("additive", "e", "x"), SchemaChange("breaking", "e", "y")]))
+      breaking: experiment 'e': y
+      additive: experiment 'e': x
+    """
     order = {"breaking": 0, "additive": 1, "cosmetic": 2}
     return "\n".join(f"  {c}" for c in sorted(changes, key=lambda c: order[c.severity]))
 

@@ -86,7 +86,13 @@ def _pandera_checks(name: str, stats: Mapping[str, Any]) -> list[dict[str, Any]]
 
 
 def column_entry(column: Column) -> dict[str, Any]:
-    """One column as lock data: name, dtype, nullable, unique, checks, description."""
+    """One column as lock data: name, dtype, nullable, unique, checks, description.
+
+    >>> import polars as pl
+    >>> from scythe.schema import Constraint
+    >>> column_entry(Column("x", pl.Int64(), constraints=(Constraint("isin", (1, 2)),)))["checks"]
+    [{'kind': 'isin', 'value': [1, 2]}]
+    """
     checks: list[dict[str, Any]] = [
         {"kind": c.kind, "value": list(c.value) if isinstance(c.value, tuple) else c.value}
         for c in column.constraints
@@ -107,12 +113,25 @@ def column_entry(column: Column) -> dict[str, Any]:
 
 
 def table_entry(table: TableSchema) -> dict[str, Any]:
-    """A result table as lock data: ``multi_row`` and its value columns (the index is shared)."""
+    """A result table as lock data: ``multi_row`` and its value columns (the index is shared).
+
+    >>> import polars as pl
+    >>> table_entry(TableSchema("t", (), (Column("y", pl.Float64()),)))["columns"][0]["dtype"]
+    'Float64'
+    """
     return {"multi_row": table.multi_row, "columns": [column_entry(c) for c in table.values]}
 
 
 def inputs_of(io_spec: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Each input field (base fields excluded): whether it is required, and its default if any."""
+    """Each input field (base fields excluded): whether it is required, and its default if any.
+
+    >>> from scythe import ExperimentOutputSpec
+    >>> class In(ExperimentInputSpec):
+    ...     a: int
+    ...     b: str = "x"
+    >>> inputs_of(experiment_io_spec(In, ExperimentOutputSpec))
+    {'a': {'required': True}, 'b': {'required': False, 'default': 'x'}}
+    """
     if io_spec is None:
         return {}
     schema = io_spec["properties"]["input"]
@@ -134,7 +153,15 @@ def entry_of(
     *,
     references: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The lock entry of index columns, result tables and the specs' JSON Schema."""
+    """The lock entry of index columns, result tables and the specs' JSON Schema.
+
+    >>> from scythe import ExperimentOutputSpec
+    >>> class In(ExperimentInputSpec):
+    ...     a: int
+    >>> schema = compile_experiment(In, ExperimentOutputSpec)
+    >>> sorted(entry_of(schema.index, schema.result_tables, None))
+    ['index', 'inputs', 'json_schema', 'tables']
+    """
     entry: dict[str, Any] = dict(references or {})
     entry["index"] = [column_entry(c) for c in index]
     entry["tables"] = {name: table_entry(t) for name, t in tables.items()}
@@ -169,13 +196,22 @@ def experiment_entry(
     )
 
 
-def stored_entry(
-    stored: Mapping[str, Any], io_spec: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def stored_entry(stored: Mapping[str, Any], io_spec: Mapping[str, Any] | None) -> dict[str, Any]:
     """The lock entry of a run, from its ``table_schemas.yml`` and ``experiment_io_spec.yml``.
 
     Tables inferred from undeclared frames are left out: they are not declared
     by the specs, and every run infers its own.
+
+    >>> from scythe import ExperimentOutputSpec
+    >>> from scythe.schema import schema_to_dict
+    >>> class In(ExperimentInputSpec):
+    ...     a: int
+    >>> class Out(ExperimentOutputSpec):
+    ...     y: float
+    >>> schema, io_spec = compile_experiment(In, Out), experiment_io_spec(In, Out)
+    >>> stored_entry(schema_to_dict(schema), io_spec) == entry_of(
+    ...     schema.index, schema.result_tables, io_spec)
+    True
     """
     raw = stored["tables"] if "format" in stored else stored
     declared = {n for n, t in raw.items() if not t.get("inferred")}
@@ -192,7 +228,15 @@ def dump_lock(entries: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def load_lock(text: str, *, source: str = "the lock file") -> dict[str, dict[str, Any]]:
-    """The entries of a lock file's text; ``SchemaMismatchError`` if it is not a lock."""
+    """The entries of a lock file's text; ``SchemaMismatchError`` if it is not a lock.
+
+    >>> load_lock('{"walls": {"tables": {}}}')
+    {'walls': {'tables': {}}}
+    >>> load_lock("[]", source="x.json")
+    Traceback (most recent call last):
+    ...
+    scythe.errors.SchemaMismatchError: x.json is not a schema lock (entries ['(document)'] hold no tables): write it with `scythe schema export`
+    """
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
