@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pulumi
+import pytest
+
+pulumi = pytest.importorskip("pulumi")  # --doctest-modules imports this file too
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 if str(INFRA) not in sys.path:
