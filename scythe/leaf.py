@@ -357,18 +357,10 @@ def spec_scope(ctx: LeafContext) -> SpecScope:
     return SpecScope(prefix=uri, log=log, fetch=fetch)
 
 
-def _result(
-    experiment: ExperimentRunnable,
-    schema: ExperimentSchema,
-    spec: ExperimentInputSpec,
-    output: Any,
-    ctx: LeafContext,
-) -> LeafResult:
-    if not isinstance(output, experiment.output_spec):
-        raise LeafError(
-            f"{experiment.name} returned {type(output).__name__}, expected "
-            f"{experiment.output_spec.__name__} (spec {spec.sort_index})"
-        )
+def _scalar_values(
+    experiment: ExperimentRunnable, schema: ExperimentSchema, output: Any, sort_index: int
+) -> dict[str, Any]:
+    """The scalar outputs as table cells; ``OutputValidationError`` for a value of the wrong type."""
     fields = output.__dict__
     scalars = {}
     try:
@@ -382,7 +374,7 @@ def _result(
                 if problem:
                     raise OutputValidationError(
                         f"output field {column.name!r} of {type(output).__name__} "
-                        f"(spec {spec.sort_index}): {problem}"
+                        f"(spec {sort_index}): {problem}"
                     )
                 scalars[column.name] = value
             else:
@@ -392,6 +384,22 @@ def _result(
             f"{experiment.output_spec.__name__} has no field {missing}, which the run's stored "
             "schema has: the output spec changed since the run was allocated"
         ) from None
+    return scalars
+
+
+def _result(
+    experiment: ExperimentRunnable,
+    schema: ExperimentSchema,
+    spec: ExperimentInputSpec,
+    output: Any,
+    ctx: LeafContext,
+) -> LeafResult:
+    if not isinstance(output, experiment.output_spec):
+        raise LeafError(
+            f"{experiment.name} returned {type(output).__name__}, expected "
+            f"{experiment.output_spec.__name__} (spec {spec.sort_index})"
+        )
+    scalars = _scalar_values(experiment, schema, output, spec.sort_index)
     file_refs = (
         upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
         if schema.output_file_fields

@@ -23,7 +23,6 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from scythe.errors import ResultValidationError, TableError, TableMissingError
@@ -147,9 +146,9 @@ def stage_frame(
     """
     if frame.height == 0:
         return None
-    arrow = conform(frame, table).to_arrow().cast(table.arrow_schema())
     buffer = io.BytesIO()
-    pq.write_table(arrow, buffer, compression="zstd")
+    # polars' own writer: the frame has the table's exact dtypes, and workers need no pyarrow
+    conform(frame, table).write_parquet(buffer, compression="zstd")
     data = buffer.getvalue()
     path = (
         f"part-{name}-{uuid.uuid4().hex}.zstd.parquet"  # relative to the table, as in Delta's log

@@ -3,7 +3,8 @@
 A :class:`TableSchema` gives the same columns three ways: a polars schema, an
 Arrow schema (for Delta) and a pandera ``DataFrameSchema`` that enforces the
 constraints declared on the pydantic fields. pandera (which imports pandas) is
-loaded only when a pandera schema or check is first asked for.
+loaded only when a pandera schema or check is first asked for, pyarrow only when
+an Arrow schema is (worker processes need neither).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
-import pyarrow
 from pydantic import AnyUrl
 
 from scythe.base import ExperimentInputSpec, ExperimentOutputSpec, file_reference_uri
@@ -26,6 +26,7 @@ from scythe.schema.exact import accepted_types
 
 if TYPE_CHECKING:
     import pandera.polars as pa
+    import pyarrow
 
 SORT_SUBINDEX = "sort_subindex"
 SCALARS = "scalars"
@@ -130,11 +131,15 @@ class Column:
         )
 
     def arrow_field(self) -> pyarrow.Field:
+        import pyarrow
+
         return pyarrow.field(self.name, arrow_type(self.dtype), nullable=self.nullable)
 
 
 def arrow_type(dtype: pl.DataType) -> pyarrow.DataType:
     """The Arrow type of a column's polars dtype, as Delta tables store it."""
+    import pyarrow
+
     # Plain (not large) strings: the type Delta tables store and return.
     simple = {
         pl.String: pyarrow.string(),
@@ -240,6 +245,8 @@ class TableSchema:
 
     @functools.cached_property
     def _arrow_schema(self) -> pyarrow.Schema:
+        import pyarrow
+
         return pyarrow.schema([c.arrow_field() for c in self.columns])
 
     @functools.cached_property

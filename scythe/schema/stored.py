@@ -21,12 +21,11 @@ their statistics.
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow
-import pyarrow.ipc
 
 from scythe.base import ExperimentInputSpec, ExperimentOutputSpec
 from scythe.errors import ResultValidationError
@@ -125,18 +124,21 @@ def table_to_dict(table: TableSchema) -> dict[str, Any]:
     }
 
 
-def _polars_dtypes(arrow: pyarrow.Schema) -> pl.Schema:
-    """The polars dtypes of an Arrow schema (an empty batch: ``empty_table()`` would import pandas)."""
-    empty = [pyarrow.nulls(0, type=f.type) for f in arrow]
-    frame = pl.from_arrow(pyarrow.RecordBatch.from_arrays(empty, schema=arrow))
-    assert isinstance(frame, pl.DataFrame)
-    return frame.schema
+_IPC_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the end-of-stream marker of Arrow IPC
+
+
+def _polars_dtypes(encoded: str) -> pl.Schema:
+    """The polars dtypes of a stored Arrow schema (an IPC schema message).
+
+    The message plus an end-of-stream marker is an IPC stream of no batches,
+    which polars reads itself: no pyarrow in the processes that only read schemas.
+    """
+    return pl.read_ipc_stream(io.BytesIO(base64.b64decode(encoded) + _IPC_END)).schema
 
 
 def table_from_dict(data: Mapping[str, Any]) -> TableSchema:
     """Rebuild a :class:`TableSchema` stored with :func:`table_to_dict`."""
-    arrow = pyarrow.ipc.read_schema(pyarrow.py_buffer(base64.b64decode(data["arrow_schema"])))
-    dtypes = _polars_dtypes(arrow)
+    dtypes = _polars_dtypes(data["arrow_schema"])
     return TableSchema(
         data["name"],
         tuple(_column_from_dict(d, dtypes) for d in data["index"]),
