@@ -135,10 +135,16 @@ def _text(constraints: Sequence[Constraint]) -> st.SearchStrategy[str]:
 
 
 def _ordered(
-    base: st.SearchStrategy[Any], constraints: Sequence[Constraint], first: Any, last: Any
+    base: Callable[..., st.SearchStrategy[Any]],
+    constraints: Sequence[Constraint],
+    first: Any,
+    last: Any,
 ) -> st.SearchStrategy[Any]:
+    """Dates or datetimes (``base``) within the constraints' bounds, else ``first..last``."""
     low, low_strict, high, high_strict = _bounds(constraints)
-    strategy = base(min_value=low or first, max_value=high or last)  # type: ignore[operator]
+    strategy = base(
+        min_value=first if low is None else low, max_value=last if high is None else high
+    )
     return strategy.filter(lambda v: _within(v, low, low_strict, high, high_strict))
 
 

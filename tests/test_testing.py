@@ -69,7 +69,7 @@ class Rich(ExperimentInputSpec):
     name: str = Field(..., min_length=2, max_length=6)
     code: str = Field(..., pattern=r"^[A-Z]{2}-\d{3}$")
     note: str | None = Field(None, max_length=3)
-    day: date
+    day: date = Field(..., ge=date(2020, 1, 1), lt=date(2021, 1, 1))
     at: datetime
     weather: FileReference
     extra: OptionalFileReference = None
@@ -157,6 +157,7 @@ def test_bounds_are_reached_but_not_passed(drawn):
     assert {len(s.name) for s in drawn} <= set(range(2, 7)) and {2, 6} <= {
         len(s.name) for s in drawn
     }
+    assert all(date(2020, 1, 1) <= s.day < date(2021, 1, 1) for s in drawn)
     assert all(s.ratio <= s.r_value for s in drawn)  # the model validator's rule
 
 
