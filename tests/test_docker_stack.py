@@ -176,7 +176,19 @@ def test_dockerfile_entrypoint_is_the_scythe_worker_command() -> None:
     ]
 
     assert json.loads(instructions["ENTRYPOINT"]) == ["scythe", "worker"]
-    assert scripts["scythe"] == "scythe.cli:app"
+    # the console script's app has scythe's `worker` command, and loads no `analysis` extra:
+    # the image installs the base dependencies only (`pip install .`)
+    module, attr = scripts["scythe"].split(":")
+    code = (
+        "import importlib, json, sys\n"
+        f"app = getattr(importlib.import_module({module!r}), {attr!r})\n"
+        "names = [c.name or c.callback.__name__ for c in app.registered_commands]\n"
+        "extra = [m for m in ('matplotlib', 'scipy', 'SALib', 'jinja2') if m in sys.modules]\n"
+        "print(json.dumps([names, extra]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    names, extra = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "worker" in names and extra == []
     assert all((ROOT / source).exists() for source in copied), copied
     command = json.loads(instructions["CMD"])
     assert command[0] == "--experiments"
