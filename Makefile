@@ -18,11 +18,12 @@ demo: $(STAMP)
 	$(BIN)/scythe demo
 
 # First the one-way layers (the import-linter contract in pyproject.toml), then the
-# suite. The test session starts moto's S3 server on 127.0.0.1 itself
-# (tests/conftest.py), so boto3 and deltalake both talk real HTTP to it.
+# suite on two pytest-xdist workers (a test file stays on one). Each worker starts
+# moto's S3 server on 127.0.0.1 itself (tests/conftest.py; ports MOTO_PORT and
+# MOTO_PORT+1), so boto3 and deltalake both talk real HTTP to it.
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
-	TEST_MOTO_PORT=$(MOTO_PORT) $(BIN)/python -m pytest
+	TEST_MOTO_PORT=$(MOTO_PORT) $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache

@@ -719,6 +719,7 @@ def summary(reports: list[Report], seconds: float) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 20 trials of whole processes; about 2 min on an idle 2-core machine
 def test_kill_trials(tmp_path: Path) -> None:
     """20 seeded kill trials, two at a time; a failure names its seeds."""
     plans = [make_plan(seed) for seed in SEEDS]
