@@ -8,63 +8,41 @@ matplotlib, scipy or SALib until a plot, a sensitivity or a design needs it).
 >>> analysis.scan.__module__, analysis.Catalog.__name__
 ('analysis.query', 'Catalog')
 
-``analysis.compare``, ``analysis.report`` and ``analysis.sensitivity`` are
-modules that call their function when called: ``analysis.compare(a, b)`` is
-``analysis.compare.compare(a, b)``.
+The functions live in modules of other names (``analysis.comparison``,
+``analysis.reporting``, ``analysis.sensitivity_analysis``), so ``analysis.compare``
+is always the function, whatever was imported before.
 
->>> callable(analysis.compare), analysis.compare.compare.__name__
-(True, 'compare')
+>>> import analysis.comparison
+>>> analysis.compare.__module__
+'analysis.comparison'
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 _LAZY = {
     "Catalog": ("analysis.catalog", "Catalog"),
     "scan": ("analysis.query", "scan"),
     "sql": ("analysis.query", "sql"),
-    "compare": ("analysis.compare", "compare"),
+    "compare": ("analysis.comparison", "compare"),
     "training_set": ("analysis.training", "training_set"),
     "sample": ("analysis.design", "sample"),
-    "sensitivity": ("analysis.sensitivity", "sensitivity"),
+    "sensitivity": ("analysis.sensitivity_analysis", "sensitivity"),
     "plots": ("analysis.plots", None),
-    "report": ("analysis.report", "report"),
+    "report": ("analysis.reporting", "report"),
 }
-
-# Exports whose module has their name: the module is exported, callable as the function.
-_SAME_NAME = {name for name, (module, attr) in _LAZY.items() if module == f"analysis.{attr}"}
 
 if TYPE_CHECKING:
     from analysis import plots
     from analysis.catalog import Catalog
-    from analysis.compare import compare
+    from analysis.comparison import compare
     from analysis.design import sample
     from analysis.query import scan, sql
-    from analysis.report import report
-    from analysis.sensitivity import sensitivity
+    from analysis.reporting import report
+    from analysis.sensitivity_analysis import sensitivity
     from analysis.training import training_set
-
-
-class _CallableModule(types.ModuleType):
-    """A module named like its main function (``analysis.compare``): calling it calls that."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    """``analysis`` itself. Importing ``analysis.compare`` makes the package attribute
-    ``compare`` that module (the import system sets it), so each such module is made
-    callable: ``analysis.compare(a, b)`` works whatever was imported first."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _SAME_NAME:
-            value.__class__ = _CallableModule
-        super().__setattr__(name, value)
 
 
 def __getattr__(name: str) -> Any:
@@ -73,12 +51,9 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'analysis' has no attribute {name!r}")
     module_name, attr = target
     module = importlib.import_module(module_name)
-    value = module if attr is None or name in _SAME_NAME else getattr(module, attr)
+    value = module if attr is None else getattr(module, attr)
     globals()[name] = value
     return value
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:

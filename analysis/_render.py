@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 if TYPE_CHECKING:
-    from analysis.compare import Comparison
+    from analysis.comparison import Comparison
 
 _COLUMNS = ("output", "count", "mean |diff|", "max |diff|", "mean rel", "max rel", "outside")
 

@@ -181,7 +181,7 @@ def compare(
 
     Example: scythe compare building_energy/v1.0.0 building_energy/v1.1.0 --rtol 1e-6 --format markdown
     """
-    from analysis.compare import compare as run_compare
+    from analysis.comparison import compare as run_compare
     from analysis.errors import CompareError
 
     if format not in ("text", "markdown"):
@@ -221,9 +221,9 @@ def report(
 
 
 def _report_function() -> Any:
-    """``analysis.report.report``, or a ``ModuleNotFoundError`` naming what to install."""
+    """``analysis.reporting.report``, or a ``ModuleNotFoundError`` naming what to install."""
     try:
-        from analysis.report import report as make_report
+        from analysis.reporting import report as make_report
     except ModuleNotFoundError as err:
         if err.name and err.name.startswith("analysis"):
             raise ModuleNotFoundError(

@@ -136,7 +136,7 @@ def sample(
     ``n`` strata, one point in each), ``"random"`` (independent uniform draws),
     ``"grid"`` (every combination of ``n`` evenly spaced values per range and
     every level of each discrete factor), or ``"saltelli"`` (Saltelli's design
-    for Sobol' indices: ``n * (factors + 2)`` specs; :func:`analysis.sensitivity.sensitivity`
+    for Sobol' indices: ``n * (factors + 2)`` specs; :func:`analysis.sensitivity_analysis.sensitivity`
     recognises it in a run). ``seed`` makes the draw reproducible.
 
     The factors are ``vary`` (default: every field not in ``fixed``), always in

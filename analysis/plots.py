@@ -26,7 +26,7 @@ canvas (the global pyplot backend is left alone).
 ['u_value_vs_inputs.png']
 >>> [p.name for p in compare_runs(run, run, folder, formats=("svg",))]
 ['comparison.svg']
->>> from analysis.sensitivity import sensitivity
+>>> from analysis.sensitivity_analysis import sensitivity
 >>> [p.name for p in sensitivity_bars(sensitivity(run), folder, formats=("png",))]
 ['sensitivity.png']
 >>> ExperimentRegistry.unregister("doctest_plots")
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from analysis.sensitivity import Sensitivity
+    from analysis.sensitivity_analysis import Sensitivity
     from scythe.experiments import ExperimentRun
 
 FORMATS = ("png", "svg")
@@ -75,7 +75,7 @@ class RunPlotData:
 
     @classmethod
     def of(cls, run: ExperimentRun, outputs: Sequence[str] | None = None) -> RunPlotData:
-        from analysis.sensitivity import input_columns, numeric_outputs
+        from analysis.sensitivity_analysis import input_columns, numeric_outputs
 
         schema = run.table_schemas()["scalars"]
         numeric = numeric_outputs(run)
@@ -446,7 +446,7 @@ def compare_runs(
 def sensitivity_bars(
     result: Sensitivity, directory: str | Path, *, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
-    """Bars of each output's input importance (from ``analysis.sensitivity``): ``sensitivity``.
+    """Bars of each output's input importance (from ``analysis.sensitivity_analysis``): ``sensitivity``.
 
     See the module's example.
     """

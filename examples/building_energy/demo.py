@@ -68,7 +68,7 @@ def report_folder_of(run: ExperimentRun) -> Path:
 
 def write_report(run: ExperimentRun, console: Console, folder: Path) -> Path:
     """Write the run's HTML report into ``folder`` and print where it is."""
-    from analysis.report import report
+    from analysis.reporting import report
 
     started = time.perf_counter()
     path = report(run, folder / (run.run_id.replace("/", "_") + ".html"))

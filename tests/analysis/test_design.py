@@ -15,7 +15,7 @@ from pydantic import Field, create_model
 
 from analysis.design import design_factors, sample
 from analysis.errors import DesignError, UnboundedFieldError
-from analysis.sensitivity import saltelli_blocks
+from analysis.sensitivity_analysis import saltelli_blocks
 from scythe import ExperimentInputSpec, FileReference
 
 

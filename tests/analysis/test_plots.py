@@ -14,7 +14,7 @@ from pydantic import Field
 from analysis import plots
 from analysis.design import sample
 from analysis.errors import OutputNotFoundError, PlotError
-from analysis.sensitivity import sensitivity
+from analysis.sensitivity_analysis import sensitivity
 from scythe import BaseExperiment, ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
 from scythe.errors import NonRetryableError
 from scythe.experiments import LocalEngine

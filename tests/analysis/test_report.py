@@ -13,7 +13,7 @@ from PIL import Image
 from pydantic import Field
 
 from analysis.design import sample
-from analysis.report import number, report
+from analysis.reporting import number, report
 from scythe import BaseExperiment, ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
 from scythe.errors import NonRetryableError
 from scythe.experiments import LocalEngine
@@ -143,7 +143,7 @@ def test_counts_statistics_schema_and_manifest(runs, page):
 
 
 def test_the_comparison_uses_analysis_compare(runs, page):
-    from analysis.compare import compare
+    from analysis.comparison import compare
 
     comparison = compare(runs["a"], runs["b"])
     last_line = comparison.to_text().splitlines()[-1]

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from analysis.design import sample
 from analysis.errors import OutputNotFoundError, SensitivityError
-from analysis.sensitivity import regression, sensitivity
+from analysis.sensitivity_analysis import regression, sensitivity
 from scythe import BaseExperiment, ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
 from scythe.errors import NonRetryableError
 from scythe.experiments import LocalEngine

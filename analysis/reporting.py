@@ -49,7 +49,7 @@ def report(
 
     ``outputs`` limits the statistics, plots and sensitivity to those numeric
     scalar outputs; ``compare_to`` adds a comparison with that run
-    (``analysis.compare.compare(run, compare_to)``: ``run`` is a, the other b).
+    (``analysis.compare(run, compare_to)``: ``run`` is a, the other b).
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -286,7 +286,7 @@ def _embed(fig: Any) -> str:
 
 def _sensitivity(run: ExperimentRun, outputs: list[str]) -> dict[str, Any]:
     from analysis import plots
-    from analysis.sensitivity import ASSUMPTIONS, sensitivity
+    from analysis.sensitivity_analysis import ASSUMPTIONS, sensitivity
 
     section: dict[str, Any] = {"notes": [], "outputs": [], "figure": None}
     if not outputs:
@@ -343,7 +343,7 @@ def _comparison(run: ExperimentRun, other: ExperimentRun, data: RunPlotData) -> 
 
 
 def _numeric(run: ExperimentRun) -> list[str]:
-    from analysis.sensitivity import numeric_outputs
+    from analysis.sensitivity_analysis import numeric_outputs
 
     return numeric_outputs(run)
 
@@ -351,7 +351,7 @@ def _numeric(run: ExperimentRun) -> list[str]:
 def _compare_text(run: ExperimentRun, other: ExperimentRun) -> dict[str, Any]:
     """The spec-by-spec comparison of ``analysis.compare`` (if installed), as text and a table."""
     try:
-        from analysis.compare import compare
+        from analysis.comparison import compare
     except ImportError:
         return {
             "text": None,
