@@ -6,7 +6,17 @@ import sys
 
 from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
 
-HEAVY_MODULES = ("pandas", "pandera", "hypothesis", "deltalake", "boto3", "hatchet_sdk", "grpc")
+HEAVY_MODULES = (
+    "pandas",
+    "pandera",
+    "hypothesis",
+    "deltalake",
+    "pyarrow",
+    "numpy",
+    "boto3",
+    "hatchet_sdk",
+    "grpc",
+)
 
 
 class Anything(ExperimentInputSpec):

@@ -114,7 +114,7 @@ def test_workers_import_only_what_a_leaf_needs(tmp_path):
             [Anything(x=float(i)) for i in range(4)], engine=engine
         )
         assert ref.result().status == "complete"
-        # no pandas, pandera, hypothesis, deltalake, boto3 or Hatchet in a worker running leaves
+        # no pandas, pandera, hypothesis, deltalake, pyarrow, boto3 or Hatchet in a worker
         assert run.results().scalars["modules"].to_list() == [""] * 4
     finally:
         engine.close()
