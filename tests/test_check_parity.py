@@ -129,3 +129,21 @@ def test_wrong_dtype_and_missing_column_fail_the_whole_frame():
         (None, "v", "dtype('Int64')"),
         (None, "w", "column_in_dataframe"),
     }
+
+
+def test_a_naive_datetime_bound_is_utc_as_the_cells_are():
+    from datetime import UTC, datetime
+
+    bound = Constraint("ge", datetime(2000, 1, 1))
+    column = Column("when", pl.Datetime("us", "UTC"), constraints=(bound,))
+    table = TableSchema("t", (SORT_INDEX,), (column,))
+    frame = pl.DataFrame(
+        {
+            "sort_index": [0, 1],
+            "when": [datetime(1999, 12, 31, 23, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC)],
+        },
+        schema={"sort_index": pl.Int64, "when": pl.Datetime("us", "UTC")},
+    )
+    ours = _our_cases(frame, table)
+    assert {row for row, _, _ in ours} == {0}
+    assert ours == _pandera_cases(frame, table)

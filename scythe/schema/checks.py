@@ -46,7 +46,7 @@ class FailureCase:
 
 def _constraint_rule(c: Constraint) -> tuple[str, Rule]:
     """The pandera name of a constraint's check, and its rule (as ``Constraint.to_check``)."""
-    v = c.value
+    v = c.bound
     match c.kind:
         case "ge":
             return f"greater_than_or_equal_to({v})", lambda x: x >= v

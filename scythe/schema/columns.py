@@ -68,13 +68,21 @@ class Constraint:
     ]
     value: Any
 
+    @property
+    def bound(self) -> Any:
+        """The value to compare cells with: a naive datetime bound is UTC, as the cells are."""
+        value = self.value
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
     def to_check(self) -> pa.Check:
         """The pandera check that enforces this constraint on a polars column."""
         import pandera.polars as pa
 
         simple = {"ge": pa.Check.ge, "gt": pa.Check.gt, "le": pa.Check.le, "lt": pa.Check.lt}
         if self.kind in simple:
-            return simple[self.kind](self.value)
+            return simple[self.kind](self.bound)
         if self.kind == "isin":
             return pa.Check.isin(list(self.value))
         if self.kind == "min_length":
