@@ -203,13 +203,20 @@ def failure_cases(
         if left:
             pandera_left.append((column, left))
     checked = {c.name for c in columns} - broken
-    if table.sort_keys and set(table.sort_keys) <= checked:
+    if table.sort_keys and set(table.sort_keys) <= checked and _has_duplicates(frame, table):
         expr = ~pl.struct(table.sort_keys).is_duplicated()
         named.append((", ".join(table.sort_keys), "multiple_fields_uniqueness", expr))
     cases += _evaluate(frame, named)
     for column, checks in pandera_left:
         cases += _pandera_cases(frame, column, checks)
     return cases
+
+
+def _has_duplicates(frame: pl.DataFrame, table: TableSchema) -> bool:
+    """Whether two rows share their sort keys: counted first, rows found only if so."""
+    keys = table.sort_keys
+    key = pl.col(keys[0]) if len(keys) == 1 else pl.struct(keys)
+    return frame.height > 0 and frame.select(key.n_unique()).item() < frame.height
 
 
 def _evaluate(frame: pl.DataFrame, named: list[tuple[str, str, pl.Expr]]) -> list[FailureCase]:
