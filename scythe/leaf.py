@@ -184,18 +184,38 @@ def localize_inputs(
     return spec.model_copy(update=updates) if updates else spec
 
 
+def _scratch(path: Path, tempdir: Path | None, paths: list[Path]) -> bool:
+    """Whether ``path`` is a file of the leaf's own tempdir that no other output names."""
+    return (
+        tempdir is not None
+        and paths.count(path) == 1
+        and ".." not in path.parts
+        and path.is_relative_to(tempdir)
+        and not path.is_symlink()
+    )
+
+
 def upload_outputs(
-    output: ExperimentOutputSpec, fields: tuple[str, ...], ctx: LeafContext, sort_index: int
+    output: ExperimentOutputSpec,
+    fields: tuple[str, ...],
+    ctx: LeafContext,
+    sort_index: int,
+    tempdir: Path | None = None,
 ) -> dict[str, Any]:
-    """Upload local-path file outputs to ``results/<field>/<sort_index>/`` and return their URIs."""
+    """Upload local-path file outputs to ``results/<field>/<sort_index>/`` and return their URIs.
+
+    A file in the leaf's ``tempdir`` (deleted once the spec is done) may be moved
+    rather than copied; any other file is copied and left as it is.
+    """
     uris: dict[str, Any] = {}
+    paths = [v for v in (getattr(output, n) for n in fields) if isinstance(v, Path)]
     for name in fields:
         value = getattr(output, name)
         if isinstance(value, Path):
             if not value.is_file():
                 raise LeafError(f"output {name!r} = {str(value)!r} is not a file")
             key = ctx.layout.result_file(name, sort_index, value.name)
-            ctx.store.upload_file(value, key)
+            ctx.store.upload_file(value, key, move=_scratch(value, tempdir, paths))
             uris[name] = ctx.store.file_uri(key)
         else:
             uris[name] = file_reference_uri(value)
@@ -320,7 +340,7 @@ def call_once(
                 if options.copy_files_to_tempdir:
                     local_spec = copy_inputs(local_spec, fields, Path(tmp))
                 output = experiment.call(local_spec, Path(tmp))
-                return _result(experiment, schema, spec, output, ctx)
+                return _result(experiment, schema, spec, output, ctx, Path(tmp))
         output = experiment.call(local_spec, None)
         return _result(experiment, schema, spec, output, ctx)
     finally:
@@ -393,6 +413,7 @@ def _result(
     spec: ExperimentInputSpec,
     output: Any,
     ctx: LeafContext,
+    tempdir: Path | None = None,
 ) -> LeafResult:
     if not isinstance(output, experiment.output_spec):
         raise LeafError(
@@ -401,7 +422,7 @@ def _result(
         )
     scalars = _scalar_values(experiment, schema, output, spec.sort_index)
     file_refs = (
-        upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index)
+        upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index, tempdir)
         if schema.output_file_fields
         else {}
     )

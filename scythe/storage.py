@@ -106,8 +106,9 @@ class Store(ABC):
         """Names of the immediate child directories of ``prefix``, sorted."""
 
     @abstractmethod
-    def upload_file(self, local_path: StrPath, key: str) -> None:
-        """Copy a local file to ``key``."""
+    def upload_file(self, local_path: StrPath, key: str, *, move: bool = False) -> None:
+        """Copy a local file to ``key``; with ``move`` the local file is the caller's to give
+        up (a leaf's tempdir, deleted next), and a local store may move it instead."""
 
     @abstractmethod
     def download_file(self, key: str, local_path: StrPath) -> None:
@@ -198,8 +199,8 @@ class LocalStore(Store):
             return []
         return sorted(path.name for path in base.iterdir() if path.is_dir())
 
-    def upload_file(self, local_path: StrPath, key: str) -> None:
-        _replace_atomically(self._path(key), lambda tmp: shutil.copyfile(local_path, tmp))
+    def upload_file(self, local_path: StrPath, key: str, *, move: bool = False) -> None:
+        _replace_atomically(self._path(key), lambda tmp: _move_or_copy(local_path, tmp, move))
 
     def download_file(self, key: str, local_path: StrPath) -> None:
         source = self._path(key)
@@ -331,7 +332,7 @@ class S3Store(Store):
             for common in page.get("CommonPrefixes", [])
         )
 
-    def upload_file(self, local_path: StrPath, key: str) -> None:
+    def upload_file(self, local_path: StrPath, key: str, *, move: bool = False) -> None:
         with self._errors("upload", key):
             self._s3().upload_file(os.fspath(local_path), self.bucket, self._key(key))
 
@@ -640,6 +641,17 @@ def _refuse_root(prefix: str, root_uri: str) -> str:
     if not prefix.strip("/"):
         raise StorageURIError(f"refusing to delete the whole store at {root_uri}: pass a prefix")
     return prefix
+
+
+def _move_or_copy(source: StrPath, target: Path, move: bool) -> None:
+    """``source`` renamed to ``target`` if ``move`` and on the same filesystem, else copied."""
+    if move:
+        try:
+            os.rename(source, target)
+            return
+        except OSError:  # another filesystem: copy
+            pass
+    shutil.copyfile(source, target)
 
 
 def _replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
