@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from scythe.errors import ManifestError
 from scythe.scatter_gather import RecursionMap
+from scythe.storage import INTERMEDIATES
 
 if TYPE_CHECKING:
     from scythe.schema import TableSchema
@@ -54,7 +55,7 @@ class RunLayout:
 
     @property
     def _tree(self) -> str:
-        base = f"{self.run_id}/scatter-gather"
+        base = f"{self.run_id}/{INTERMEDIATES}"
         return base if self.round == 0 else f"{base}/retry-{self.round}"
 
     def retry(self, round: int) -> RunLayout:
@@ -115,7 +116,7 @@ class RunLayout:
 
     def inferred_schema(self, table: str) -> str:
         """The schema inferred for an undeclared frame output, from the first one stored."""
-        return f"{self.run_id}/scatter-gather/schemas/{table}.yml"
+        return f"{self.run_id}/{INTERMEDIATES}/schemas/{table}.yml"
 
     def node_manifest(self, node: str) -> str:
         return f"{self._tree}/nodes/{node}.json"

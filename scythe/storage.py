@@ -70,6 +70,18 @@ def mask_url(text: str) -> str:
     return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
+INTERMEDIATES = "scatter-gather"
+"""The folder of a run's intermediates: node batches, node manifests, inferred schemas."""
+INTERMEDIATE_TAG = "scythe-intermediate=true"
+"""The S3 object tag every object under a run's intermediates folder is written with, so a
+bucket lifecycle rule can expire them (S3 lifecycle filters match prefixes or tags, and
+the folder sits in the middle of a run's keys)."""
+
+
+def _tagging(key: str) -> dict[str, str]:
+    return {"Tagging": INTERMEDIATE_TAG} if INTERMEDIATES in key.split("/") else {}
+
+
 class Store(ABC):
     """Bytes under relative ``/``-separated keys, with Delta Lake locations for tables."""
 
@@ -281,7 +293,9 @@ class S3Store(Store):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         with self._errors("put", key):
-            self._s3().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            self._s3().put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, **_tagging(key)
+            )
 
     def get_bytes(self, key: str) -> bytes:
         with self._errors("get", key):
@@ -305,7 +319,11 @@ class S3Store(Store):
         with self._errors("conditional put", key):
             try:
                 self._s3().put_object(
-                    Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Body=data,
+                    IfNoneMatch="*",
+                    **_tagging(key),
                 )
             except ClientError as err:
                 if _error_code(err) not in _EXISTS_CODES:

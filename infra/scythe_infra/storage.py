@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+import scythe.storage
 from scythe_infra.config import StackConfig
 
-INTERMEDIATE_TAG = ("scythe-intermediate", "true")
-"""The object tag the lifecycle rule expires: scatter/gather intermediates carry it.
+INTERMEDIATE_TAG = tuple(scythe.storage.INTERMEDIATE_TAG.split("=", 1))
+"""The object tag the lifecycle rule expires: Scythe's S3 store writes every object of a
+run's ``scatter-gather/`` intermediates with it (``scythe.storage.INTERMEDIATE_TAG``).
 
 S3 lifecycle filters match key *prefixes*, and a run's intermediates sit in the
 middle of its keys (``<prefix>/<experiment>/<version>/<time>/scatter-gather/...``),
