@@ -287,6 +287,8 @@ def _pandera_checks_off() -> tuple[Any, Any]:
     import pandera.config as config
 
     context = config._CONTEXT_CONFIG
+    if not all(hasattr(context, name) for name in ("get", "set", "reset")):
+        raise AttributeError("pandera's context config has another shape")
     return context, dataclasses.replace(context.get(), validation_enabled=False)
 
 
@@ -295,7 +297,7 @@ def _without_pandera_checks(handler: Callable[[Any], Any], data: Any) -> Any:
     ``pandera.config.config_context(validation_enabled=False)``, without its copy per call)."""
     try:
         context, off = _pandera_checks_off()
-    except (ImportError, AttributeError):  # another pandera: its public context manager
+    except (ImportError, AttributeError, TypeError):  # another pandera: its public API
         from pandera.config import config_context
 
         with config_context(validation_enabled=False):
