@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scythe.cli import DEBUG, STORAGE, app, cli_errors, engine_for
+from scythe.cli import DEBUG, STORAGE, app, cli_errors, engine_for, follow
 
 __all__ = ["app"]
 
@@ -269,14 +269,7 @@ def resume(
     ref = target.resume(
         engine=engine_for(engine, slots=slots), wait=False, retry_failed=retry_failed
     )
-    typer.echo(f"run {target.run_id}")
-    if not wait:
-        typer.echo(f"resumed on {engine}; follow it with: scythe show {target.run_id}")
-        return
-    summary = ref.result()
-    typer.echo(f"{summary.status}: {summary.done} done, {summary.failed} failed of {summary.specs}")
-    if summary.status != "complete":
-        raise typer.Exit(1)
+    follow(target.run_id, ref, wait=wait, submitted=f"resumed on {engine}")
 
 
 if __name__ == "__main__":

@@ -75,18 +75,10 @@ class RunPlotData:
 
     @classmethod
     def of(cls, run: ExperimentRun, outputs: Sequence[str] | None = None) -> RunPlotData:
-        from analysis.sensitivity_analysis import input_columns, numeric_outputs
+        from analysis.sensitivity_analysis import chosen_outputs, input_columns
 
         schema = run.table_schemas()["scalars"]
-        numeric = numeric_outputs(run)
-        chosen = list(numeric if outputs is None else outputs)
-        unknown = [o for o in chosen if o not in numeric]
-        if unknown:
-            from analysis.errors import OutputNotFoundError
-
-            raise OutputNotFoundError(
-                f"run {run.run_id}: {unknown} are not numeric scalar outputs; they are: {numeric}"
-            )
+        chosen = chosen_outputs(run, outputs)
         scalars = run.results().scalars
         inputs = [n for n in input_columns(run) if scalars.get_column(n).n_unique() > 1]
         kinds = {

@@ -194,6 +194,18 @@ def numeric_outputs(run: ExperimentRun) -> list[str]:
     return [c.name for c in schema.values if c.dtype.is_numeric()]
 
 
+def chosen_outputs(run: ExperimentRun, outputs: Sequence[str] | None) -> list[str]:
+    """``outputs`` (default: every numeric scalar output), each checked to be one."""
+    numeric = numeric_outputs(run)
+    chosen = list(numeric if outputs is None else outputs)
+    unknown = [o for o in chosen if o not in numeric]
+    if unknown:
+        raise OutputNotFoundError(
+            f"run {run.run_id}: {unknown} are not numeric scalar outputs; they are: {numeric}"
+        )
+    return chosen
+
+
 def input_columns(run: ExperimentRun) -> list[str]:
     """The run's input columns: the index without scythe's id columns and computed features."""
     from scythe.base import ExperimentInputSpec
@@ -229,13 +241,7 @@ def run_inputs_and_outputs(run: ExperimentRun, outputs: Sequence[str] | None = N
     [(0, 2.0, 0.5), (1, 4.0, 0.25)]
     >>> ExperimentRegistry.unregister("doctest_run_inputs")
     """
-    numeric = numeric_outputs(run)
-    chosen = list(numeric if outputs is None else outputs)
-    unknown = [o for o in chosen if o not in numeric]
-    if unknown:
-        raise OutputNotFoundError(
-            f"run {run.run_id}: {unknown} are not numeric scalar outputs; they are: {numeric}"
-        )
+    chosen = chosen_outputs(run, outputs)
     inputs = input_columns(run)
     results = run.results()
     specs = results.table("specs").select("sort_index", *inputs)

@@ -253,6 +253,19 @@ def engine_for(name: str, *, slots: int | None = None) -> Any:
     return get_engine(name)
 
 
+def follow(run_id: str, ref: Any, *, wait: bool, submitted: str) -> None:
+    """Print the run's id; unless ``wait`` is false, wait for ``ref`` and print the summary,
+    exiting 1 when the run did not complete (a partial run, a failure policy stop)."""
+    typer.echo(f"run {run_id}")
+    if not wait:
+        typer.echo(f"{submitted}; follow it with: scythe show {run_id}")
+        return
+    summary = ref.result()
+    typer.echo(f"{summary.status}: {summary.done} done, {summary.failed} failed of {summary.specs}")
+    if summary.status != "complete":
+        raise typer.Exit(1)
+
+
 @app.command()
 @cli_errors("run")
 def run(
@@ -297,14 +310,7 @@ def run(
         load_specs(specs), version=version, recursion_map=tree,
         engine=engine_for(engine, slots=slots), wait=False,
     )  # fmt: skip
-    typer.echo(f"run {started.run_id}")
-    if not wait:
-        typer.echo(f"submitted to {engine}; follow it with: scythe show {started.run_id}")
-        return
-    summary = ref.result()
-    typer.echo(f"{summary.status}: {summary.done} done, {summary.failed} failed of {summary.specs}")
-    if summary.status != "complete":
-        raise typer.Exit(1)
+    follow(started.run_id, ref, wait=wait, submitted=f"submitted to {engine}")
 
 
 from scythe.schema_cli import schema_app  # noqa: E402 - `scythe schema export|check`
