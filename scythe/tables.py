@@ -67,9 +67,11 @@ def _open(store: Store, key: str, version: int | None = None) -> DeltaTable:
     try:
         return DeltaTable(uri, version=version, storage_options=store.storage_options())
     except TableNotFoundError as err:
-        raise TableMissingError(
-            f"no Delta table at {uri}: it was deleted or never created ({err})"
-        ) from None
+        raise _missing(uri, err) from None
+
+
+def _missing(uri: str, err: Exception) -> TableMissingError:
+    return TableMissingError(f"no Delta table at {uri}: it was deleted or never created ({err})")
 
 
 def _collect(
@@ -90,9 +92,7 @@ def _collect(
         )
         return (scan.select(columns) if columns is not None else scan).collect()
     except (TableNotFoundError, FileNotFoundError) as err:  # a local table's folder is gone
-        raise TableMissingError(
-            f"no Delta table at {uri}: it was deleted or never created ({err})"
-        ) from None
+        raise _missing(uri, err) from None
 
 
 def table_exists(store: Store, key: str) -> bool:
