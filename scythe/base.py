@@ -280,6 +280,20 @@ class ExperimentOutputSpec(BaseSpec):
             return handler(data)
         return _without_pandera_checks(handler, data)
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """An output spec with no pandera field is built without the wrap validator above.
+
+        It would only hand the data on, yet pydantic calls it for every output
+        built: about a microsecond a spec, as much as building a small output.
+        A subclass that adds a ``DataFrame[Model]`` field gets the validator
+        back from this class.
+        """
+        super().__pydantic_init_subclass__(**kwargs)
+        if cls.__pydantic_complete__ and not _has_pandera_fields(cls):
+            cls.__pydantic_decorators__.model_validators.pop("_frames_checked_per_node", None)
+            cls.model_rebuild(force=True, raise_errors=False)
+
 
 @functools.cache
 def _pandera_checks_off() -> tuple[Any, Any]:

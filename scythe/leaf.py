@@ -460,8 +460,16 @@ def _set_run_ids(spec: ExperimentInputSpec, ctx: LeafContext) -> None:
 def _spec_for_call(
     spec: ExperimentInputSpec, experiment: ExperimentRunnable
 ) -> ExperimentInputSpec:
-    """The spec the function sees: without engine run ids unless ``inject_workflow_run_id``."""
+    """The spec the function sees: without engine run ids unless ``inject_workflow_run_id``.
+
+    A spec that holds no run ids (as every spec of a batch does until
+    ``run_leaf`` sets them) is passed as it is: a copy per spec would cost
+    more than a trivial experiment's own work.
+    """
     if experiment.options.inject_workflow_run_id:
+        return spec
+    fields = spec.__dict__
+    if fields["workflow_run_id"] is None and fields["root_workflow_run_id"] is None:
         return spec
     return spec.model_copy(update={"workflow_run_id": None, "root_workflow_run_id": None})
 
@@ -481,10 +489,12 @@ def run_leaf(
     ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
     ``tries=1`` and the attempt number they are on as ``first_attempt``.
     ``before_attempt(sort_index, attempt)`` is called before each try (engines
-    time each try). The spec's engine run ids are set from ``ctx`` in place:
-    engines pass specs they own.
+    time each try). With ``inject_workflow_run_id`` the spec's engine run ids
+    are set from ``ctx`` in place (engines pass specs they own); the result
+    rows always take them from ``ctx``.
     """
-    _set_run_ids(spec, ctx)
+    if experiment.options.inject_workflow_run_id:
+        _set_run_ids(spec, ctx)  # the function reads them; the results take them from ``ctx``
     tries = experiment.options.retries + 1 if tries is None else tries
     last: BaseException | None = None
     for attempt in range(first_attempt, first_attempt + tries):

@@ -221,6 +221,8 @@ class _Chunker:
 
     def add(self, result: LeafResult) -> None:
         self.results.append(result)
+        if not (result.frames or result.extra_frames):
+            return  # scalar outputs only: nothing that fills memory
         frames = (*result.frames.values(), *result.extra_frames.values())
         self.size += sum(f.estimated_size() for f in frames)
         if self.size >= self.limit:

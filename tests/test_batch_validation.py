@@ -133,3 +133,24 @@ def test_outside_a_run_building_the_output_still_validates_the_frame():
     with pytest.raises(ValueError, match="load"):
         DayOut(peak=1.0, hourly=pl.DataFrame({"hour": [0], "load": [-1.0]}))
     assert day(Day(scale=2.0)).hourly.height == 24
+
+
+def _has_wrap_validator(cls: type[ExperimentOutputSpec]) -> bool:
+    return "_frames_checked_per_node" in cls.__pydantic_decorators__.model_validators
+
+
+def test_only_outputs_with_a_pandera_field_carry_the_per_node_wrap_validator():
+    class Scalars(ExperimentOutputSpec):
+        peak: float
+
+    class WithFrame(Scalars):  # a frame added to a scalar-only output gets it back
+        hourly: DataFrame[Hourly]
+
+    assert not _has_wrap_validator(Scalars)
+    assert _has_wrap_validator(DayOut) and _has_wrap_validator(WithFrame)
+    # the scalar-only class still validates its own fields...
+    with pytest.raises(ValueError, match="peak"):
+        Scalars(peak="not a number")
+    # ... and the subclass still has its frame checked by pandera outside a run
+    with pytest.raises(ValueError, match="load"):
+        WithFrame(peak=1.0, hourly=pl.DataFrame({"hour": [0], "load": [-1.0]}))
