@@ -462,9 +462,9 @@ def _spec_for_call(
 ) -> ExperimentInputSpec:
     """The spec the function sees: without engine run ids unless ``inject_workflow_run_id``.
 
-    A spec that holds no run ids (as every spec of a batch does until
-    ``run_leaf`` sets them) is passed as it is: a copy per spec would cost
-    more than a trivial experiment's own work.
+    A spec that holds no run ids (as every spec read from a batch does, since
+    ``run_leaf`` sets them only to inject them) is passed as it is: a copy per
+    spec would cost more than a trivial experiment's own work.
     """
     if experiment.options.inject_workflow_run_id:
         return spec
