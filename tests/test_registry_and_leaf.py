@@ -140,3 +140,32 @@ def test_an_experiment_defined_in_a_script_runs_on_worker_processes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "complete [0, 1, 4, 9, 16, 25, 36]"
     assert Path(tmp_path / "store" / "square").is_dir()
+
+
+class SeenIds(ExperimentOutputSpec):
+    y: float
+    seen: str
+
+
+@pytest.mark.parametrize("inject", [True, False])
+def test_the_function_sees_run_ids_only_when_injected_and_the_rows_always_have_them(
+    tmp_path, inject
+):
+    from scythe import BaseExperiment, LocalEngine
+
+    @ExperimentRegistry.Register(name=f"registry_ids_{inject}", inject_workflow_run_id=inject)
+    def ids(spec: In) -> SeenIds:
+        return SeenIds(y=spec.x, seen=f"{spec.workflow_run_id}|{spec.root_workflow_run_id}")
+
+    try:
+        run, ref = BaseExperiment(ids, storage=tmp_path).allocate(
+            [In(x=float(i)) for i in range(3)], engine=LocalEngine(slots=0, progress=False)
+        )
+        assert ref.result().status == "complete"
+        scalars = run.results().scalars
+        node_ids = set(scalars["workflow_run_id"])
+        assert node_ids and None not in node_ids  # the rows carry the engine's ids either way
+        seen = {s.split("|")[0] for s in scalars["seen"]}
+        assert seen == (node_ids if inject else {"None"})
+    finally:
+        ExperimentRegistry.unregister(f"registry_ids_{inject}")
