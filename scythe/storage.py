@@ -78,8 +78,16 @@ bucket lifecycle rule can expire them (S3 lifecycle filters match prefixes or ta
 the folder sits in the middle of a run's keys)."""
 
 
+_RUN_ID_PARTS = 3
+"""A run's id, the first parts of each of its keys: ``<experiment>/<version>/<time>``."""
+
+
 def _tagging(key: str) -> dict[str, str]:
-    return {"Tagging": INTERMEDIATE_TAG} if INTERMEDIATES in key.split("/") else {}
+    """The tag of a key inside a run's intermediates folder, which comes right after the run's
+    id: matched there only, so that an experiment, say, named like the folder keeps its results."""
+    parts = key.split("/")
+    inside = len(parts) > _RUN_ID_PARTS + 1 and parts[_RUN_ID_PARTS] == INTERMEDIATES
+    return {"Tagging": INTERMEDIATE_TAG} if inside else {}
 
 
 class Store(ABC):

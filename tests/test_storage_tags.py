@@ -31,3 +31,17 @@ def test_intermediates_are_tagged_and_results_are_not(s3_store, moto_server):
     }
     assert _tags(s3_store, moto_server, f"{run}/manifest.yml") == {}
     assert _tags(s3_store, moto_server, f"{run}/final/scalars/part-0.parquet") == {}
+
+
+def test_only_the_intermediates_folder_of_a_run_is_tagged_not_a_name_like_it(s3_store, moto_server):
+    # experiment names may be any text without '/': one named like the folder keeps its results
+    run = "scatter-gather/v1.0.0/2026-01-01T00-00-00.000000Z"
+    s3_store.put_bytes(f"{run}/final/scalars/part-0.parquet", b"rows")
+    assert s3_store.put_if_absent(f"{run}/final/scalars/part-1.parquet", b"rows")
+    s3_store.put_bytes(f"{run}/scatter-gather/node-0/batch.parquet", b"rows")
+    key, value = INTERMEDIATE_TAG.split("=")
+    assert _tags(s3_store, moto_server, f"{run}/final/scalars/part-0.parquet") == {}
+    assert _tags(s3_store, moto_server, f"{run}/final/scalars/part-1.parquet") == {}
+    assert _tags(s3_store, moto_server, f"{run}/scatter-gather/node-0/batch.parquet") == {
+        key: value
+    }
