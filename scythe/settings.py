@@ -220,6 +220,12 @@ class ScytheSettings(BaseSettings):
         "before it exits (the next run starts a new one); they also exit with the program. "
         f"As {_DURATION_HELP}.",
     )
+    WORKER_START: Literal["auto", "spawn"] = Field(
+        default="auto",
+        description="How the local engine starts worker processes. auto: on Linux, fork the "
+        "driver while it has no thread that could hold a lock (a fresh script), else spawn; "
+        "spawn: always a fresh interpreter that imports the experiment's module.",
+    )
     HEARTBEAT: timedelta = Field(
         default=timedelta(seconds=10),
         gt=timedelta(0),

@@ -481,6 +481,11 @@ def remember_store(store: Store) -> Store:
     return store
 
 
+def forget_stores() -> None:
+    """Forget every remembered store (a forked worker drops the driver's, clients and all)."""
+    _KNOWN_STORES.clear()
+
+
 def known_stores() -> list[Store]:
     """The stores remembered in this process (sent along to worker processes)."""
     return list(_KNOWN_STORES.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
@@ -31,3 +32,15 @@ class Loaded(ExperimentOutputSpec):
 def loaded_modules(spec: Anything) -> Loaded:
     """Which heavy libraries the process running the leaf has imported."""
     return Loaded(modules=",".join(m for m in HEAVY_MODULES if m in sys.modules))
+
+
+class Origin(ExperimentOutputSpec):
+    mark: str
+    parent: int
+
+
+@ExperimentRegistry.Register(name="worker_origin")
+def worker_origin(spec: Anything) -> Origin:
+    """What the process running the leaf inherited: a driver that sets ``MARK`` before it
+    allocates is seen in a forked worker, not in a spawned one (which imports this anew)."""
+    return Origin(mark=str(globals().get("MARK", "")), parent=os.getppid())

@@ -3,12 +3,14 @@ and nothing of the engine left running once the user's script has returned."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from light_experiments import Anything, loaded_modules
 from scythe_test_experiments import Probe, probe
 
@@ -107,7 +109,8 @@ def test_a_prepared_pool_is_not_taken_from_a_run_in_flight(tmp_path):
         engine.close()
 
 
-def test_workers_import_only_what_a_leaf_needs(tmp_path):
+def test_spawned_workers_import_only_what_a_leaf_needs(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCYTHE_WORKER_START", "spawn")  # a fresh interpreter: what does it load?
     engine = LocalEngine(slots=2, progress=False)
     try:
         run, ref = BaseExperiment(loaded_modules, storage=tmp_path).allocate(
@@ -118,3 +121,96 @@ def test_workers_import_only_what_a_leaf_needs(tmp_path):
         assert run.results().scalars["modules"].to_list() == [""] * 4
     finally:
         engine.close()
+
+
+_ORIGIN_SCRIPT = """
+import json, os, sys, threading
+sys.path.insert(0, {tests!r})
+import light_experiments
+from light_experiments import Anything, worker_origin
+from scythe import BaseExperiment, LocalEngine
+
+if __name__ == "__main__":
+    if sys.argv[1] == "thread":  # a thread of the user's, alive while workers start
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, daemon=True).start()
+    light_experiments.MARK = "set by the driver"
+    engine = LocalEngine(slots=2, progress=False)
+    run, ref = BaseExperiment(worker_origin, storage={storage!r}).allocate(
+        [Anything(x=float(i)) for i in range(6)], engine=engine
+    )
+    status = ref.result().status
+    frame = run.results().scalars
+    print(json.dumps({{
+        "status": status,
+        "forked": [w.forked for w in engine._pool.workers],
+        "marks": sorted(set(frame["mark"].to_list())),
+        "parents": sorted(set(frame["parent"].to_list())),
+        "driver": os.getpid(),
+    }}))
+"""
+
+
+def _origin(tmp_path: Path, storage: str, mode: str = "plain", **env: str) -> dict:
+    script = tmp_path / f"origin_{mode}.py"
+    script.write_text(_ORIGIN_SCRIPT.format(tests=str(TESTS), storage=storage))
+    done = subprocess.run(
+        [sys.executable, str(script), mode],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_a_fresh_script_forks_its_workers_and_they_run_the_same_run(tmp_path):
+    seen = _origin(tmp_path, str(tmp_path / "store"))
+    assert seen["status"] == "complete"
+    assert seen["forked"] == [True, True]
+    assert seen["marks"] == ["set by the driver"]  # the driver's memory, not a new import
+    assert seen["parents"] == [seen["driver"]]
+
+
+@pytest.mark.s3
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+def test_forked_workers_write_to_s3_through_clients_of_their_own(tmp_path, s3_store):
+    # the driver has talked to S3 before its workers fork: they must not share its connections
+    seen = _origin(
+        tmp_path, s3_store.uri(), SCYTHE_STORAGE_ENDPOINT_URL=s3_store.endpoint_url or ""
+    )
+    assert seen["status"] == "complete" and seen["forked"] == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("mode", "env"),
+    [("thread", {}), ("plain", {"SCYTHE_WORKER_START": "spawn"})],
+    ids=["a-thread-of-the-users", "spawn-setting"],
+)
+def test_workers_are_spawned_when_forking_is_not_safe_or_not_wanted(tmp_path, mode, env):
+    seen = _origin(tmp_path, str(tmp_path / "store"), mode, **env)
+    assert seen["status"] == "complete"
+    assert seen["forked"] == [False, False]
+    assert seen["marks"] == [""]  # a new interpreter imported the experiment's module
+    assert seen["parents"] == [seen["driver"]]
+
+
+def test_forking_waits_for_no_thread_pool(tmp_path):
+    code = textwrap.dedent(
+        """
+        import threading
+        import polars as pl
+        from scythe.engines.local import can_fork
+        fresh = can_fork()
+        pl.DataFrame({"a": list(range(200_000))}).sort("a")  # polars starts its thread pool
+        pooled = can_fork()
+        print(fresh, pooled)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    fresh, pooled = done.stdout.split()
+    assert pooled == "False"
+    assert fresh == ("True" if sys.platform == "linux" else "False")

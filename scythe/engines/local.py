@@ -2,9 +2,12 @@
 
 The driver (a thread of the calling process) plans the tree, hands terminal
 nodes to a pool of ``slots`` worker processes, gathers fan nodes bottom-up and
-finalizes the root. Workers are started with ``spawn`` (polars and the Delta
-runtime are not fork-safe), so experiments must be importable: defined at the
-top level of a module or of the script being run.
+finalizes the root. A worker is forked from the driver when that is safe (Linux,
+and no thread yet that could hold a lock: a fresh script, before polars runs
+its first query; see :func:`can_fork`), which costs milliseconds; otherwise it
+is spawned and imports the experiment's module itself (``SCYTHE_WORKER_START=spawn``
+always spawns). Either way experiments must be importable: defined at the top
+level of a module or of the script being run.
 
 A worker that dies (segfault, ``os._exit``, OOM kill) or overruns the
 execution timeout is replaced. The spec it was running is charged one attempt;
@@ -26,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +46,7 @@ from scythe.nodes import (
     finalize_stopped,
     gather_node,
     handle_for,
+    load_run,
     run_terminal_node,
     stored_result,
 )
@@ -53,7 +58,7 @@ from scythe.scatter_gather import (
     plan_children,
 )
 from scythe.settings import scythe_settings, timeout_settings
-from scythe.storage import known_stores, remember_store
+from scythe.storage import forget_stores, known_stores, remember_store
 
 POLL_SECONDS = 0.2
 
@@ -129,18 +134,41 @@ def _preload(module: str | None) -> None:
             importlib.import_module(module)
 
 
+def _leave_the_drivers_state(peer: Connection) -> None:
+    """In a forked worker: let go of what is the driver's, not this process's.
+
+    The driver's objects are frozen (no collection here scans them, so their
+    memory pages stay shared with the driver), its ends of the workers' pipes
+    are closed (this worker's own included: a dead driver is seen as end of
+    file), and its stores and run handles are dropped, so no S3 connection of
+    the driver is ever used from here.
+    """
+    gc.freeze()
+    peer.close()
+    for pool in list(_POOLS):
+        for worker in pool.workers:
+            with contextlib.suppress(OSError):
+                worker.conn.close()
+    forget_stores()
+    load_run.cache_clear()
+
+
 def _worker_main(
     conn: Connection,
     shared: Any,
     parent_pid: int | None = None,
     preload: str | None = None,
     idle_seconds: float | None = None,
+    peer: Connection | None = None,
 ) -> None:
     """Loop of one worker process: run terminal nodes sent by the driver.
 
     The worker exits when the driver says so, when the driver is gone, or after
-    ``idle_seconds`` without a node (``SCYTHE_WORKER_IDLE``).
+    ``idle_seconds`` without a node (``SCYTHE_WORKER_IDLE``). ``peer`` is the
+    driver's end of ``conn`` in a forked worker (None when spawned).
     """
+    if peer is not None:
+        _leave_the_drivers_state(peer)
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the driver decides what stops.
@@ -198,6 +226,7 @@ class _Worker:
     shared: Any  # CURRENT_SPEC, STARTED_AT, DONE, FAILED
     state: _NodeState | None = None
     seen: tuple[int, int] = (0, 0)  # DONE and FAILED already counted
+    forked: bool = False  # forked from the driver (else spawned)
 
     @property
     def spec(self) -> int | None:
@@ -558,7 +587,7 @@ _THREAD_LIMITS = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_N
 
 @contextlib.contextmanager
 def _single_threaded_libraries() -> Any:
-    """Environment a spawned worker starts with (it is copied when the process starts)."""
+    """Environment a worker starts with (it is copied when the process starts)."""
     added = {k: v for k, v in _THREAD_LIMITS.items() if k not in os.environ}
     os.environ.update(added)
     try:
@@ -568,8 +597,42 @@ def _single_threaded_libraries() -> Any:
             os.environ.pop(key, None)
 
 
+# Native threads of a process that has imported polars and not yet run a query:
+# jemalloc's background threads (jemalloc's fork handlers take care of them) and
+# polars' spill-file cleaner. Polars' thread pool and the Delta runtime, once
+# started, are not among them: a forked child would wait on threads it lacks.
+_IDLE_NATIVE_THREADS = frozenset({"jemalloc_bg_thd", "polars-ooc-clea"})
+
+
+def can_fork() -> bool:
+    """Whether a worker may be forked from this process now: on Linux, with no other
+    thread than the calling one and the idle native threads importing polars starts.
+
+    A thread that could hold a lock the child will need (another Python thread,
+    polars' or the Delta runtime's thread pools) makes it spawn instead.
+    """
+    if sys.platform != "linux" or threading.active_count() != 1:
+        return False
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return False
+    me = str(threading.get_native_id())
+    for task in tasks:
+        if task == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                name = comm.read().strip()
+        except OSError:
+            continue  # the thread has ended
+        if name not in _IDLE_NATIVE_THREADS:
+            return False
+    return True
+
+
 class _WorkerPool:
-    """``size`` spawned worker processes, each running one terminal node at a time.
+    """``size`` worker processes (forked or spawned), each running one terminal node at a time.
 
     Workers outlive a run so that the next run of the same engine skips their
     start-up (importing polars, pandera and the experiment's module).
@@ -578,6 +641,7 @@ class _WorkerPool:
     def __init__(self, size: int) -> None:
         self.size = size
         self.context = multiprocessing.get_context("spawn")
+        self.fork_context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
         self.workers: list[_Worker] = []
         self.preload: str | None = None  # the module of the experiment last run
         self.lock = threading.Lock()
@@ -588,28 +652,36 @@ class _WorkerPool:
 
     def _start_worker(self) -> _Worker:
         global _STARTED_TRACKER
-        if not _STARTED_TRACKER and resource_tracker._resource_tracker._fd is None:
+        forked = scythe_settings().WORKER_START == "auto" and can_fork()
+        context = self.fork_context if forked else self.context
+        if not forked and resource_tracker._resource_tracker._fd is None:
             _STARTED_TRACKER = True  # spawn starts it with the first worker: wait for it at exit
-        parent, child = self.context.Pipe(duplex=True)
-        shared = self.context.Array("d", [IDLE, 0.0, 0.0, 0.0], lock=False)
+        parent, child = context.Pipe(duplex=True)
+        shared = context.Array("d", [IDLE, 0.0, 0.0, 0.0], lock=False)
         idle = scythe_settings().WORKER_IDLE.total_seconds()
-        process = self.context.Process(
+        process = context.Process(
             target=_worker_main,
-            args=(child, shared, os.getpid(), self.preload, idle),
+            args=(child, shared, os.getpid(), self.preload, idle, parent if forked else None),
             daemon=True,
             name="scythe-local-worker",
         )
-        with _single_threaded_libraries():
+        with _single_threaded_libraries(), warnings.catch_warnings():
+            # can_fork() has checked what this warning (Python 3.12+) is about
+            warnings.filterwarnings(
+                "ignore", "This process .* is multi-threaded", DeprecationWarning
+            )
             process.start()
         child.close()
-        return _Worker(process=process, conn=parent, shared=shared)
+        return _Worker(process=process, conn=parent, shared=shared, forked=forked)
 
     def start(self, count: int, preload: str | None) -> None:
         """Have ``count`` live workers (at most ``size``), importing ``preload`` as they start."""
         self.preload = preload
         self._prune()
-        wanted = min(self.size, count)
-        self.workers += [self._start_worker() for _ in range(wanted - len(self.workers))]
+        while len(self.workers) < min(self.size, count):
+            self.workers.append(
+                self._start_worker()
+            )  # one by one: a forked one closes the others' pipes
 
     def _prune(self) -> None:
         """Forget workers that exited (idle too long): reap them so none is left a zombie."""

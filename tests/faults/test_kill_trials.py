@@ -112,7 +112,12 @@ def alive(proc: Proc) -> bool:
 
 
 def workers_of(pid: int) -> list[Proc]:
-    """The local engine's worker processes of ``pid`` (spawned: they run ``spawn_main``)."""
+    """The local engine's worker processes of ``pid``: spawned ones run ``spawn_main``,
+    forked ones have the driver's own command line."""
+    try:
+        driver = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -124,7 +129,7 @@ def workers_of(pid: int) -> list[Proc]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"spawn_main" in cmdline:
+        if b"spawn_main" in cmdline or cmdline == driver:
             found.append(Proc(int(entry), stat[2]))
     return sorted(found, key=lambda p: p.pid)
 
