@@ -77,22 +77,31 @@ def _missing(uri: str, err: Exception) -> TableMissingError:
 def _collect(
     store: Store, key: str, version: int | None = None, columns: list[str] | None = None
 ) -> pl.DataFrame:
-    """The Delta table at ``key`` read by polars (it reads the files itself: no pyarrow
-    dataset, which would import pandas); only ``columns`` if given."""
-    from deltalake.exceptions import TableNotFoundError
+    """The Delta table at ``key`` read by polars; only ``columns`` if given.
 
-    uri = store.table_uri(key)
+    deltalake lists the version's data files and polars scans them: no pyarrow
+    (polars' own Delta scan imports it) and no pandas in the reading process.
+    Scythe's tables have no partitions and no deletion vectors.
+    """
+    delta = _open(store, key, version)
+    schema = pl.Schema(delta.schema())
+    paths = delta.file_uris()
+    if not paths:
+        empty = pl.DataFrame(schema=schema)
+        return empty.select(columns) if columns is not None else empty
     options = store.storage_options() or None
     try:
-        scan = pl.scan_delta(
-            uri,
-            version=version,
+        scan = pl.scan_parquet(
+            paths,
+            schema=schema,
+            missing_columns="insert",
+            extra_columns="ignore",
             storage_options=options,
             credential_provider=None if options else "auto",
         )
         return (scan.select(columns) if columns is not None else scan).collect()
-    except (TableNotFoundError, FileNotFoundError) as err:  # a local table's folder is gone
-        raise _missing(uri, err) from None
+    except FileNotFoundError as err:  # a data file, or the local table's folder, is gone
+        raise _missing(store.table_uri(key), err) from None
 
 
 def table_exists(store: Store, key: str) -> bool:
@@ -106,7 +115,7 @@ def create_table(store: Store, key: str, table: TableSchema) -> None:
 
     DeltaTable.create(
         store.table_uri(key),
-        schema=table.arrow_schema(),
+        schema=table.delta_schema(),
         mode="ignore",
         name=table.name,
         description=table.description or None,
@@ -115,16 +124,24 @@ def create_table(store: Store, key: str, table: TableSchema) -> None:
 
 
 def write_table(store: Store, key: str, table: TableSchema, frame: pl.DataFrame) -> None:
-    """Create the Delta table at ``key`` holding ``frame`` (an error if one exists there)."""
-    from deltalake import write_deltalake
+    """Create the Delta table at ``key`` holding ``frame``, in one commit (an error if one
+    exists there).
 
-    write_deltalake(
+    polars writes the data file and the table is created with it in place:
+    no pyarrow in the process.
+    """
+    from deltalake import Schema
+    from deltalake.transaction import create_table_with_add_actions
+
+    staged = stage_frame(store, key, table, frame, name="allocation")
+    create_table_with_add_actions(
         store.table_uri(key),
-        conform(frame, table).to_arrow().cast(table.arrow_schema()),
+        Schema.from_arrow(table.delta_schema()),
+        [staged.add_action()] if staged is not None else [],
         mode="error",
-        storage_options=store.storage_options(),
         name=table.name,
         description=table.description or None,
+        storage_options=store.storage_options(),
     )
 
 
@@ -262,7 +279,7 @@ def commit_staged(
         delta.create_write_transaction(
             [f.add_action() for f in files],
             mode="overwrite" if replace else "append",
-            schema=table.arrow_schema(),
+            schema=table.delta_schema(),
             commit_properties=CommitProperties(
                 custom_metadata={"scythe.node": transaction, **(metadata or {})},
                 app_transactions=[Transaction(app_id=transaction, version=COMMIT_VERSION)],

@@ -214,3 +214,31 @@ def test_forking_waits_for_no_thread_pool(tmp_path):
     fresh, pooled = done.stdout.split()
     assert pooled == "False"
     assert fresh == ("True" if sys.platform == "linux" else "False")
+
+
+def test_a_script_that_runs_and_reads_back_loads_no_pyarrow_pandas_or_pandera(tmp_path):
+    # Delta tables are created, committed and read through deltalake's arro3 types and
+    # polars' own Parquet reader: a scalar sweep never pays for pyarrow, pandas or pandera.
+    script = tmp_path / "sweep.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, sys
+            sys.path.insert(0, {str(TESTS)!r})
+            from light_experiments import Anything, loaded_modules
+            from scythe import BaseExperiment
+
+            if __name__ == "__main__":
+                specs = [Anything(x=float(i)) for i in range(10)]
+                run, ref = BaseExperiment(loaded_modules, storage={str(tmp_path / "s")!r}).allocate(specs)
+                rows = run.results().scalars.height
+                heavy = ["pyarrow", "pandas", "pandera", "hypothesis"]
+                print(json.dumps({{"rows": rows, "loaded": [m for m in heavy if m in sys.modules]}}))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"rows": 10, "loaded": []}

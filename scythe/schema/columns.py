@@ -1,10 +1,12 @@
 """What a compiled schema is: columns, table schemas and the experiment's set of tables.
 
-A :class:`TableSchema` gives the same columns three ways: a polars schema, an
-Arrow schema (for Delta) and a pandera ``DataFrameSchema`` that enforces the
-constraints declared on the pydantic fields. pandera (which imports pandas) is
-loaded only when a pandera schema or check is first asked for, pyarrow only when
-an Arrow schema is (worker processes need neither).
+A :class:`TableSchema` gives the same columns several ways: a polars schema,
+an Arrow schema for Delta Lake (``delta_schema``: arro3, which deltalake
+brings, so writing a table needs no pyarrow), a pyarrow schema (for pandas)
+and a pandera ``DataFrameSchema`` that enforces the constraints declared on the
+pydantic fields. pandera (which imports pandas) is loaded only when a pandera
+schema or check is first asked for, pyarrow only when a pyarrow schema is
+(worker processes need neither).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from scythe.errors import ColumnNotFoundError, TableNotFoundError
 from scythe.schema.exact import accepted_types
 
 if TYPE_CHECKING:
+    import arro3.core
     import pandera.polars as pa
     import pyarrow
 
@@ -166,6 +169,27 @@ def arrow_type(dtype: pl.DataType) -> pyarrow.DataType:
     return pl.DataFrame(schema={"c": dtype}).to_arrow().schema.field("c").type
 
 
+def delta_type(dtype: pl.DataType) -> arro3.core.DataType:
+    """:func:`arrow_type` as an arro3 type: pyarrow is imported only for a nested dtype."""
+    from arro3.core import DataType
+
+    simple = {
+        pl.String: DataType.string,
+        pl.Int64: DataType.int64,
+        pl.Int32: DataType.int32,
+        pl.Float64: DataType.float64,
+        pl.Float32: DataType.float32,
+        pl.Boolean: DataType.bool,
+        pl.Date: DataType.date32,
+    }
+    for polars_type, make in simple.items():
+        if dtype == polars_type:
+            return make()
+    if isinstance(dtype, pl.Datetime):
+        return DataType.timestamp(dtype.time_unit or "us", tz=dtype.time_zone)
+    return DataType.from_arrow(arrow_type(dtype))
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -226,6 +250,10 @@ class TableSchema:
     def arrow_schema(self) -> pyarrow.Schema:
         return self._arrow_schema
 
+    def delta_schema(self) -> arro3.core.Schema:
+        """The table's Arrow schema as Delta Lake takes it, built without pyarrow."""
+        return self._delta_schema
+
     def pandera_schema(self) -> pa.DataFrameSchema:
         """A pandera schema that checks dtypes, nulls, constraints and unique sort keys."""
         return self._pandera_schema
@@ -250,6 +278,14 @@ class TableSchema:
     @functools.cached_property
     def _polars_schema(self) -> pl.Schema:
         return pl.Schema({c.name: c.dtype for c in self.columns})
+
+    @functools.cached_property
+    def _delta_schema(self) -> arro3.core.Schema:
+        from arro3.core import Field, Schema
+
+        return Schema(
+            [Field(c.name, delta_type(c.dtype), nullable=c.nullable) for c in self.columns]
+        )
 
     @functools.cached_property
     def _arrow_schema(self) -> pyarrow.Schema:

@@ -120,11 +120,19 @@ def table_to_dict(table: TableSchema) -> dict[str, Any]:
         "multi_row": table.multi_row,
         "index": [_column_to_dict(c) for c in table.index],
         "values": [_column_to_dict(c) for c in table.values],
-        "arrow_schema": base64.b64encode(table.arrow_schema().serialize().to_pybytes()).decode(),
+        "arrow_schema": base64.b64encode(_ipc_schema(table)).decode(),
     }
 
 
 _IPC_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the end-of-stream marker of Arrow IPC
+
+
+def _ipc_schema(table: TableSchema) -> bytes:
+    """The table's schema as an Arrow IPC schema message, written by polars (no pyarrow)."""
+    buffer = io.BytesIO()
+    table.empty_frame().write_ipc_stream(buffer, compat_level=pl.CompatLevel.oldest())
+    stream = buffer.getvalue()
+    return stream[: -len(_IPC_END)] if stream.endswith(_IPC_END) else stream
 
 
 def _polars_dtypes(encoded: str) -> pl.Schema:
