@@ -37,10 +37,16 @@ def loaded_modules(spec: Anything) -> Loaded:
 class Origin(ExperimentOutputSpec):
     mark: str
     parent: int
+    name: str
 
 
 @ExperimentRegistry.Register(name="worker_origin")
 def worker_origin(spec: Anything) -> Origin:
     """What the process running the leaf inherited: a driver that sets ``MARK`` before it
     allocates is seen in a forked worker, not in a spawned one (which imports this anew)."""
-    return Origin(mark=str(globals().get("MARK", "")), parent=os.getppid())
+    try:
+        with open("/proc/self/comm") as comm:
+            name = comm.read().strip()
+    except OSError:  # not Linux
+        name = ""
+    return Origin(mark=str(globals().get("MARK", "")), parent=os.getppid(), name=name)

@@ -146,6 +146,7 @@ if __name__ == "__main__":
         "forked": [w.forked for w in engine._pool.workers],
         "marks": sorted(set(frame["mark"].to_list())),
         "parents": sorted(set(frame["parent"].to_list())),
+        "names": sorted(set(frame["name"].to_list())),
         "driver": os.getpid(),
     }}))
 """
@@ -172,6 +173,7 @@ def test_a_fresh_script_forks_its_workers_and_they_run_the_same_run(tmp_path):
     assert seen["forked"] == [True, True]
     assert seen["marks"] == ["set by the driver"]  # the driver's memory, not a new import
     assert seen["parents"] == [seen["driver"]]
+    assert seen["names"] == ["scythe-worker"]  # what ps and top show
 
 
 @pytest.mark.s3

@@ -134,6 +134,19 @@ def _preload(module: str | None) -> None:
             importlib.import_module(module)
 
 
+WORKER_PROCESS_NAME = b"scythe-worker"
+
+
+def _name_this_process() -> None:
+    """Show the worker as ``scythe-worker`` in ``ps`` and ``top`` (Linux; a forked worker
+    otherwise looks exactly like the script that started it)."""
+    if sys.platform == "linux":
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None).prctl(15, WORKER_PROCESS_NAME, 0, 0, 0)  # PR_SET_NAME
+
+
 def _leave_the_drivers_state(peer: Connection) -> None:
     """In a forked worker: let go of what is the driver's, not this process's.
 
@@ -167,10 +180,11 @@ def _worker_main(
     ``idle_seconds`` without a node (``SCYTHE_WORKER_IDLE``). ``peer`` is the
     driver's end of ``conn`` in a forked worker (None when spawned).
     """
-    if peer is not None:
-        _leave_the_drivers_state(peer)
     if parent_pid is not None:
         _die_with_parent(parent_pid)
+    _name_this_process()
+    if peer is not None:
+        _leave_the_drivers_state(peer)
     # Ctrl-C reaches the whole process group; the driver decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A node allocates a few objects per spec, nearly all freed by reference

@@ -113,11 +113,8 @@ def alive(proc: Proc) -> bool:
 
 def workers_of(pid: int) -> list[Proc]:
     """The local engine's worker processes of ``pid``: spawned ones run ``spawn_main``,
-    forked ones have the driver's own command line."""
-    try:
-        driver = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
+    forked ones are named ``scythe-worker`` (another child, such as the resource
+    tracker between its fork and its exec, has the driver's command line)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -127,9 +124,10 @@ def workers_of(pid: int) -> list[Proc]:
             continue
         try:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            comm = Path(f"/proc/{entry}/comm").read_bytes().strip()
         except OSError:
             continue
-        if b"spawn_main" in cmdline or cmdline == driver:
+        if b"spawn_main" in cmdline or comm == b"scythe-worker":
             found.append(Proc(int(entry), stat[2]))
     return sorted(found, key=lambda p: p.pid)
 
