@@ -618,20 +618,41 @@ def _single_threaded_libraries() -> Any:
 _IDLE_NATIVE_THREADS = frozenset({"jemalloc_bg_thd", "polars-ooc-clea"})
 
 
+def _openblas_threads() -> int:
+    """How many unnamed native threads numpy's OpenBLAS may have started at import.
+
+    OpenBLAS stops its thread pool before a fork (a ``pthread_atfork`` handler)
+    and starts it again when next needed, in the parent and in the child.
+    """
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return 0
+    try:
+        blas = numpy.__config__.CONFIG["Build Dependencies"]["blas"]["name"]
+    except Exception:
+        return 0
+    return (os.cpu_count() or 1) - 1 if "openblas" in str(blas).lower() else 0
+
+
 def can_fork() -> bool:
     """Whether a worker may be forked from this process now: on Linux, with no other
-    thread than the calling one and the idle native threads importing polars starts.
+    thread than the calling one and the idle native threads that importing polars
+    (and numpy's OpenBLAS) starts.
 
     A thread that could hold a lock the child will need (another Python thread,
-    polars' or the Delta runtime's thread pools) makes it spawn instead.
+    polars' or the Delta runtime's thread pools, any other native thread) makes
+    it spawn instead.
     """
     if sys.platform != "linux" or threading.active_count() != 1:
         return False
     try:
         tasks = os.listdir("/proc/self/task")
+        with open("/proc/self/comm") as comm:
+            own_name = comm.read().strip()  # what a thread nobody named is called
     except OSError:
         return False
     me = str(threading.get_native_id())
+    unnamed = 0
     for task in tasks:
         if task == me:
             continue
@@ -640,9 +661,11 @@ def can_fork() -> bool:
                 name = comm.read().strip()
         except OSError:
             continue  # the thread has ended
-        if name not in _IDLE_NATIVE_THREADS:
+        if name == own_name:
+            unnamed += 1
+        elif name not in _IDLE_NATIVE_THREADS:
             return False
-    return True
+    return unnamed <= _openblas_threads()
 
 
 class _WorkerPool:
