@@ -144,11 +144,29 @@ def read_batch(
     """A terminal node's specs, and their index columns (one row each, in the same order)."""
     frame = pl.read_parquet(io.BytesIO(store.get_bytes(key)))
     fields = [n for n in schema.index_names if n in schema.input_spec.model_fields]
-    records = frame.select(fields).to_dicts()
+    values = frame.select(fields)
     extras = frame.get_column(EXTRA_JSON)
+    adapter = list_adapter(schema.input_spec)
+    if extras.null_count() == extras.len() and _json_exact(values):
+        # pydantic parses polars' JSON of the rows in one pass, twice as fast as row dicts
+        return adapter.validate_json(values.write_json()), frame.select(schema.index_names)
+    records = values.to_dicts()
     if extras.null_count() < extras.len():
         for record, extra in zip(records, extras.to_list(), strict=True):
             if extra is not None:
                 record.update(json.loads(extra))
-    specs = list_adapter(schema.input_spec).validate_python(records)
-    return specs, frame.select(schema.index_names)
+    return adapter.validate_python(records), frame.select(schema.index_names)
+
+
+_JSON_EXACT_DTYPES = (pl.Int64, pl.Float64, pl.String, pl.Boolean)
+
+
+def _json_exact(values: pl.DataFrame) -> bool:
+    """Whether the rows of ``values`` survive polars' JSON unchanged: integers, strings,
+    booleans and finite floats (polars writes NaN and infinity as null)."""
+    for name, dtype in values.schema.items():
+        if dtype not in _JSON_EXACT_DTYPES:
+            return False
+        if dtype == pl.Float64 and not values.get_column(name).is_finite().fill_null(True).all():
+            return False
+    return True
