@@ -74,6 +74,17 @@ def _missing(uri: str, err: Exception) -> TableMissingError:
     return TableMissingError(f"no Delta table at {uri}: it was deleted or never created ({err})")
 
 
+# The casts polars' own Delta scan allows, so that a data file whose dtype differs from
+# the table's Delta schema (narrower integers, another datetime unit) reads as Delta has it.
+_DELTA_CASTS = pl.ScanCastOptions(
+    integer_cast="upcast",
+    float_cast=["upcast", "downcast"],
+    datetime_cast=("nanosecond-downcast", "millisecond-upcast", "convert-timezone"),
+    missing_struct_fields="insert",
+    extra_struct_fields="ignore",
+)
+
+
 def _collect(
     store: Store, key: str, version: int | None = None, columns: list[str] | None = None
 ) -> pl.DataFrame:
@@ -96,6 +107,7 @@ def _collect(
             schema=schema,
             missing_columns="insert",
             extra_columns="ignore",
+            cast_options=_DELTA_CASTS,
             storage_options=options,
             credential_provider=None if options else "auto",
         )

@@ -75,3 +75,36 @@ def test_dates_and_infinities_come_back_unchanged(tmp_path):
     back = _roundtrip(tmp_path, specs)
     assert [(s.x, s.day) for s in back] == [(math.inf, date(2024, 2, 29)), (-0.0, date(1970, 1, 1))]
     assert math.copysign(1, back[1].x) == -1
+
+
+def test_a_table_of_other_dtypes_reads_back_as_it_was_staged(tmp_path):
+    # Read through deltalake's file list and polars' Parquet scan: a nanosecond datetime
+    # (an inferred frame's pandas column) and a nullable Int32 come back unchanged.
+    from datetime import datetime
+
+    import polars as pl
+
+    from scythe import tables
+    from scythe.schema.columns import Column, TableSchema
+
+    table = TableSchema(
+        "events",
+        (Column("sort_index", pl.Int64()),),
+        (Column("at", pl.Datetime("ns")), Column("n", pl.Int32(), nullable=True)),
+    )
+    store = LocalStore(tmp_path)
+    tables.create_table(store, "events", table)
+    frame = pl.DataFrame(
+        {
+            "sort_index": [0, 1],
+            "at": [datetime(2024, 1, 1), datetime(2024, 6, 1, 12)],
+            "n": [1, None],
+        },
+        schema={"sort_index": pl.Int64, "at": pl.Datetime("ns"), "n": pl.Int32},
+    )
+    staged = tables.stage_frame(store, "events", table, frame, name="node")
+    assert staged is not None
+    tables.commit_staged(store, "events", table, [staged], transaction="t")
+    back = tables.read_table(store, "events", table, validate=False)
+    assert back.get_column("at").to_list() == frame.get_column("at").to_list()
+    assert back.get_column("n").to_list() == [1, None]
