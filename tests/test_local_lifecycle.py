@@ -35,11 +35,14 @@ def _group(pgid: int) -> list[str]:
 
 
 def test_nothing_of_the_engine_outlives_the_users_script(tmp_path):
+    # The script also reads its results back: Delta tables are created, committed and read
+    # through deltalake's arro3 types and polars' Parquet reader, so a scalar sweep never
+    # loads pyarrow, pandas or pandera.
     script = tmp_path / "sweep.py"
     script.write_text(
         textwrap.dedent(
             f"""
-            import sys
+            import json, sys
             sys.path.insert(0, {str(TESTS)!r})
             from light_experiments import Anything, loaded_modules
             from scythe import BaseExperiment
@@ -47,7 +50,10 @@ def test_nothing_of_the_engine_outlives_the_users_script(tmp_path):
             if __name__ == "__main__":
                 specs = [Anything(x=float(i)) for i in range(20)]
                 run, ref = BaseExperiment(loaded_modules, storage={str(tmp_path / "store")!r}).allocate(specs)
-                print(ref.result().status)
+                status, rows = ref.result().status, run.results().scalars.height
+                heavy = ["pyarrow", "pandas", "pandera", "hypothesis"]
+                loaded = [m for m in heavy if m in sys.modules]
+                print(json.dumps({{"status": status, "rows": rows, "loaded": loaded}}))
             """
         )
     )
@@ -62,7 +68,8 @@ def test_nothing_of_the_engine_outlives_the_users_script(tmp_path):
     out, err = process.communicate(timeout=180)
     left = _group(process.pid)  # read at once: the script has returned
     assert process.returncode == 0, err.decode()[-2000:]
-    assert out.decode().strip() == "complete"
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    assert report == {"status": "complete", "rows": 20, "loaded": []}
     assert left == []
 
 
@@ -218,31 +225,3 @@ def test_forking_waits_for_no_thread_pool(tmp_path):
     assert pooled == "False"
     expected = "True" if sys.platform == "linux" else "False"
     assert (fresh, with_numpy) == (expected, expected)
-
-
-def test_a_script_that_runs_and_reads_back_loads_no_pyarrow_pandas_or_pandera(tmp_path):
-    # Delta tables are created, committed and read through deltalake's arro3 types and
-    # polars' own Parquet reader: a scalar sweep never pays for pyarrow, pandas or pandera.
-    script = tmp_path / "sweep.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import json, sys
-            sys.path.insert(0, {str(TESTS)!r})
-            from light_experiments import Anything, loaded_modules
-            from scythe import BaseExperiment
-
-            if __name__ == "__main__":
-                specs = [Anything(x=float(i)) for i in range(10)]
-                run, ref = BaseExperiment(loaded_modules, storage={str(tmp_path / "s")!r}).allocate(specs)
-                rows = run.results().scalars.height
-                heavy = ["pyarrow", "pandas", "pandera", "hypothesis"]
-                print(json.dumps({{"rows": rows, "loaded": [m for m in heavy if m in sys.modules]}}))
-            """
-        )
-    )
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"rows": 10, "loaded": []}
