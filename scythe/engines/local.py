@@ -668,6 +668,15 @@ def can_fork() -> bool:
     return unnamed <= _openblas_threads()
 
 
+@contextlib.contextmanager
+def _fork_checked() -> Any:
+    """Silence Python's (3.12+) warning about forking a process that has threads:
+    :func:`can_fork` has checked that the ones running survive a fork."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+        yield
+
+
 class _WorkerPool:
     """``size`` worker processes (forked or spawned), each running one terminal node at a time.
 
@@ -691,7 +700,7 @@ class _WorkerPool:
         global _STARTED_TRACKER
         forked = scythe_settings().WORKER_START == "auto" and can_fork()
         context = self.fork_context if forked else self.context
-        if not forked and resource_tracker._resource_tracker._fd is None:
+        if not forked and not _STARTED_TRACKER and resource_tracker._resource_tracker._fd is None:
             _STARTED_TRACKER = True  # spawn starts it with the first worker: wait for it at exit
         parent, child = context.Pipe(duplex=True)
         shared = context.Array("d", [IDLE, 0.0, 0.0, 0.0], lock=False)
@@ -702,11 +711,7 @@ class _WorkerPool:
             daemon=True,
             name="scythe-local-worker",
         )
-        with _single_threaded_libraries(), warnings.catch_warnings():
-            # can_fork() has checked what this warning (Python 3.12+) is about
-            warnings.filterwarnings(
-                "ignore", "This process .* is multi-threaded", DeprecationWarning
-            )
+        with _single_threaded_libraries(), _fork_checked() if forked else contextlib.nullcontext():
             process.start()
         child.close()
         return _Worker(process=process, conn=parent, shared=shared, forked=forked)
@@ -715,10 +720,9 @@ class _WorkerPool:
         """Have ``count`` live workers (at most ``size``), importing ``preload`` as they start."""
         self.preload = preload
         self._prune()
+        # One by one: a forked worker closes the pipes of the workers listed before it.
         while len(self.workers) < min(self.size, count):
-            self.workers.append(
-                self._start_worker()
-            )  # one by one: a forked one closes the others' pipes
+            self.workers.append(self._start_worker())
 
     def _prune(self) -> None:
         """Forget workers that exited (idle too long): reap them so none is left a zombie."""
