@@ -30,6 +30,7 @@ runs only those seeds. ``pytest -s`` prints a summary.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -587,10 +588,14 @@ def run_trial(plan: Plan, tmp_path: Path, report: Report) -> None:
         if why == "reached" and plan.victim == "driver":
             if plan.frozen and workers:
                 frozen = workers[int(plan.worker_pick * len(workers))]
-                os.kill(frozen.pid, signal.SIGSTOP)
+                try:
+                    os.kill(frozen.pid, signal.SIGSTOP)
+                except ProcessLookupError:  # it left as the run ended: nothing to freeze
+                    frozen = None
             os.kill(driver.proc.pid, plan.sig)
         elif why == "reached" and workers:
-            os.kill(workers[int(plan.worker_pick * len(workers))].pid, plan.sig)
+            with contextlib.suppress(ProcessLookupError):  # it left as the run ended
+                os.kill(workers[int(plan.worker_pick * len(workers))].pid, plan.sig)
         killed = listing(run_dir)
 
         if plan.victim == "driver":
