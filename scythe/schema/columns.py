@@ -147,30 +147,11 @@ class Column:
         return pyarrow.field(self.name, arrow_type(self.dtype), nullable=self.nullable)
 
 
-def arrow_type(dtype: pl.DataType) -> pyarrow.DataType:
-    """The Arrow type of a column's polars dtype, as Delta tables store it."""
-    import pyarrow
+def _simple_delta_type(dtype: pl.DataType) -> arro3.core.DataType | None:
+    """The Arrow type Delta tables store for a scalar dtype (None for a nested one).
 
-    # Plain (not large) strings: the type Delta tables store and return.
-    simple = {
-        pl.String: pyarrow.string(),
-        pl.Int64: pyarrow.int64(),
-        pl.Int32: pyarrow.int32(),
-        pl.Float64: pyarrow.float64(),
-        pl.Float32: pyarrow.float32(),
-        pl.Boolean: pyarrow.bool_(),
-        pl.Date: pyarrow.date32(),
-    }
-    for polars_type, arrow in simple.items():
-        if dtype == polars_type:
-            return arrow
-    if isinstance(dtype, pl.Datetime):
-        return pyarrow.timestamp(dtype.time_unit or "us", tz=dtype.time_zone)
-    return pl.DataFrame(schema={"c": dtype}).to_arrow().schema.field("c").type
-
-
-def delta_type(dtype: pl.DataType) -> arro3.core.DataType:
-    """:func:`arrow_type` as an arro3 type: pyarrow is imported only for a nested dtype."""
+    Plain (not large) strings: the type Delta tables store and return.
+    """
     from arro3.core import DataType
 
     simple = {
@@ -187,7 +168,26 @@ def delta_type(dtype: pl.DataType) -> arro3.core.DataType:
             return make()
     if isinstance(dtype, pl.Datetime):
         return DataType.timestamp(dtype.time_unit or "us", tz=dtype.time_zone)
-    return DataType.from_arrow(arrow_type(dtype))
+    return None
+
+
+def arrow_type(dtype: pl.DataType) -> pyarrow.DataType:
+    """The Arrow type of a column's polars dtype, as Delta tables store it, in pyarrow."""
+    import pyarrow
+    from arro3.core import Field
+
+    simple = _simple_delta_type(dtype)
+    if simple is None:  # nested: the type polars gives it
+        return pl.DataFrame(schema={"c": dtype}).to_arrow().schema.field("c").type
+    return pyarrow.field(Field("c", simple)).type
+
+
+def delta_type(dtype: pl.DataType) -> arro3.core.DataType:
+    """:func:`arrow_type` as an arro3 type: pyarrow is imported only for a nested dtype."""
+    from arro3.core import DataType
+
+    simple = _simple_delta_type(dtype)
+    return simple if simple is not None else DataType.from_arrow(arrow_type(dtype))
 
 
 # --------------------------------------------------------------------------- tables
