@@ -68,7 +68,7 @@ class LeafContext:
         return spec_scope(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class LeafResult:
     """The rows one spec contributes: outputs on success, one failure row otherwise.
 
@@ -321,32 +321,6 @@ def _flat_frame(frame: Any, name: str) -> pl.DataFrame:
     return flat
 
 
-def call_once(
-    experiment: ExperimentRunnable,
-    schema: ExperimentSchema,
-    spec: ExperimentInputSpec,
-    ctx: LeafContext,
-) -> LeafResult:
-    """Run the function once on ``spec``; raise whatever goes wrong."""
-    options = experiment.options
-    fields = schema.input_file_fields
-    local_spec = _spec_for_call(spec, experiment)
-    if fields and options.auto_fetch_files:
-        local_spec = localize_inputs(local_spec, fields, ctx.cache_dir)
-    token = SPEC_SCOPE.set(ctx.scope)
-    try:
-        if experiment.wants_tempdir:
-            with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
-                if options.copy_files_to_tempdir:
-                    local_spec = copy_inputs(local_spec, fields, Path(tmp))
-                output = experiment.call(local_spec, Path(tmp))
-                return _result(experiment, schema, spec, output, ctx, Path(tmp))
-        output = experiment.call(local_spec, None)
-        return _result(experiment, schema, spec, output, ctx)
-    finally:
-        SPEC_SCOPE.reset(token)
-
-
 def copy_inputs(
     spec: ExperimentInputSpec, fields: tuple[str, ...], tempdir: Path
 ) -> ExperimentInputSpec:
@@ -407,39 +381,155 @@ def _scalar_values(
     return scalars
 
 
-def _result(
-    experiment: ExperimentRunnable,
-    schema: ExperimentSchema,
-    spec: ExperimentInputSpec,
-    output: Any,
-    ctx: LeafContext,
-    tempdir: Path | None = None,
-) -> LeafResult:
-    if not isinstance(output, experiment.output_spec):
-        raise LeafError(
-            f"{experiment.name} returned {type(output).__name__}, expected "
-            f"{experiment.output_spec.__name__} (spec {spec.sort_index})"
+def _set_run_ids(spec: ExperimentInputSpec, ctx: LeafContext) -> None:
+    # Plain field writes (str | None, no validators): skip pydantic's slower __setattr__.
+    spec.__dict__["workflow_run_id"] = ctx.workflow_run_id
+    spec.__dict__["root_workflow_run_id"] = ctx.root_workflow_run_id
+
+
+def _without_run_ids(spec: ExperimentInputSpec) -> ExperimentInputSpec:
+    """The spec a function sees unless it asks for ``inject_workflow_run_id``: no run ids.
+
+    A spec that holds no run ids (as every spec read from a batch does, since
+    runners set them only to inject them) is passed as it is: a copy per spec
+    would cost more than a trivial experiment's own work.
+    """
+    fields = spec.__dict__
+    if fields["workflow_run_id"] is None and fields["root_workflow_run_id"] is None:
+        return spec
+    return spec.model_copy(update={"workflow_run_id": None, "root_workflow_run_id": None})
+
+
+class LeafRunner:
+    """Runs specs of one experiment under one :class:`LeafContext`, one spec at a time.
+
+    What holds for every spec (the options, which outputs the schema has, the
+    spec scope) is worked out once, when the runner is built: a terminal node
+    builds one for all its specs, so a trivial spec costs little more than the
+    user's function itself. Nothing here raises for a failure of a spec.
+
+    ``before_attempt(sort_index, attempt)`` is called before each try (engines
+    time each try). With ``inject_workflow_run_id`` a spec's engine run ids
+    are set from the context in place (engines pass specs they own); the
+    result rows always take them from the context.
+    """
+
+    def __init__(
+        self,
+        experiment: ExperimentRunnable,
+        schema: ExperimentSchema,
+        ctx: LeafContext,
+        *,
+        before_attempt: Callable[[int, int], None] | None = None,
+    ) -> None:
+        options = experiment.options
+        self.experiment, self.schema, self.ctx = experiment, schema, ctx
+        self.before_attempt = before_attempt
+        self.tries = options.retries + 1
+        self.inject = options.inject_workflow_run_id
+        self.fetch = schema.input_file_fields if options.auto_fetch_files else ()
+        self.copy = options.copy_files_to_tempdir
+        self.fn, self.parameter = experiment.fn, experiment.input_parameter
+        self.wants_tempdir = experiment.wants_tempdir
+        self.output_spec = experiment.output_spec
+        self.scalars_only = not (schema.output_file_fields or schema.dataframes)
+        self.scope = ctx.scope
+
+    def run(
+        self, spec: ExperimentInputSpec, *, tries: int | None = None, first_attempt: int = 1
+    ) -> LeafResult:
+        """Run ``spec`` with retries: its outputs, or one failure row.
+
+        ``tries`` defaults to ``retries + 1``. Engines that retry on their own
+        pass ``tries=1`` and the attempt number they are on as ``first_attempt``.
+        """
+        if self.inject:
+            _set_run_ids(spec, self.ctx)  # the function reads them; the results take them from ctx
+        before = self.before_attempt
+        last: BaseException | None = None
+        attempts = first_attempt
+        for attempt in range(
+            first_attempt, first_attempt + (self.tries if tries is None else tries)
+        ):
+            if before is not None:
+                before(spec.sort_index, attempt)
+            try:
+                return self.call_once(spec)
+            except Exception as exc:
+                last, attempts = exc, attempt
+                if isinstance(exc, NonRetryableError | OutputValidationError):
+                    break  # deterministic: another try would fail the same way
+        return LeafResult(
+            spec.sort_index,
+            self.ctx.workflow_run_id,
+            self.ctx.root_workflow_run_id,
+            failure=failure_row(last, attempts=attempts),
+            retryable=not isinstance(last, NonRetryableError | OutputValidationError),
         )
-    scalars = _scalar_values(experiment, schema, output, spec.sort_index)
+
+    def call_once(self, spec: ExperimentInputSpec) -> LeafResult:
+        """Run the function once on ``spec``; raise whatever goes wrong."""
+        local_spec = spec if self.inject else _without_run_ids(spec)
+        if self.fetch:
+            local_spec = localize_inputs(local_spec, self.fetch, self.ctx.cache_dir)
+        token = SPEC_SCOPE.set(self.scope)
+        try:
+            if self.wants_tempdir:
+                with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
+                    if self.copy:
+                        fields = self.schema.input_file_fields
+                        local_spec = copy_inputs(local_spec, fields, Path(tmp))
+                    output = self.experiment.call(local_spec, Path(tmp))
+                    return self.result(spec, output, Path(tmp))
+            return self.result(spec, self.fn(**{self.parameter: local_spec}))
+        finally:
+            SPEC_SCOPE.reset(token)
+
+    def result(
+        self, spec: ExperimentInputSpec, output: Any, tempdir: Path | None = None
+    ) -> LeafResult:
+        """The rows of ``output``, the function's return value for ``spec``."""
+        if type(output) is not self.output_spec and not isinstance(output, self.output_spec):
+            raise LeafError(
+                f"{self.experiment.name} returned {type(output).__name__}, expected "
+                f"{self.output_spec.__name__} (spec {spec.sort_index})"
+            )
+        scalars = _scalar_values(self.experiment, self.schema, output, spec.sort_index)
+        if self.scalars_only and not output.dataframes:
+            ctx = self.ctx
+            return LeafResult(
+                spec.sort_index, ctx.workflow_run_id, ctx.root_workflow_run_id, scalars, {}
+            )
+        return _output_files_and_frames(self, spec, output, scalars, tempdir)
+
+
+def _output_files_and_frames(
+    runner: LeafRunner,
+    spec: ExperimentInputSpec,
+    output: ExperimentOutputSpec,
+    scalars: dict[str, Any],
+    tempdir: Path | None,
+) -> LeafResult:
+    """The result of an output with file outputs or frames: files uploaded, frames checked."""
+    schema, ctx = runner.schema, runner.ctx
     file_refs = (
         upload_outputs(output, schema.output_file_fields, ctx, spec.sort_index, tempdir)
         if schema.output_file_fields
         else {}
     )
-    frames, extra = {}, {}
-    if schema.dataframes or output.dataframes:
-        frames = {
-            name: _frame_values(getattr(output, name), schema, name, spec.sort_index)
-            for name in schema.dataframes
+    frames = {
+        name: _frame_values(getattr(output, name), schema, name, spec.sort_index)
+        for name in schema.dataframes
+    }
+    extra = {}
+    if output.dataframes:
+        index = index_values(spec, schema)
+        extra = {
+            name: undeclared_frame_rows(frame, index, schema, name)
+            for name, frame in output.dataframes.items()
         }
-        if output.dataframes:
-            index = index_values(spec, schema)
-            extra = {
-                name: undeclared_frame_rows(frame, index, schema, name)
-                for name, frame in output.dataframes.items()
-            }
-        for name, frame in {**frames, **extra}.items():
-            _check_frame_size(frame, name, spec.sort_index, ctx)
+    for name, frame in {**frames, **extra}.items():
+        _check_frame_size(frame, name, spec.sort_index, ctx)
     return LeafResult(
         spec.sort_index,
         ctx.workflow_run_id,
@@ -451,27 +541,14 @@ def _result(
     )
 
 
-def _set_run_ids(spec: ExperimentInputSpec, ctx: LeafContext) -> None:
-    # Plain field writes (str | None, no validators): skip pydantic's slower __setattr__.
-    spec.__dict__["workflow_run_id"] = ctx.workflow_run_id
-    spec.__dict__["root_workflow_run_id"] = ctx.root_workflow_run_id
-
-
-def _spec_for_call(
-    spec: ExperimentInputSpec, experiment: ExperimentRunnable
-) -> ExperimentInputSpec:
-    """The spec the function sees: without engine run ids unless ``inject_workflow_run_id``.
-
-    A spec that holds no run ids (as every spec read from a batch does, since
-    ``run_leaf`` sets them only to inject them) is passed as it is: a copy per
-    spec would cost more than a trivial experiment's own work.
-    """
-    if experiment.options.inject_workflow_run_id:
-        return spec
-    fields = spec.__dict__
-    if fields["workflow_run_id"] is None and fields["root_workflow_run_id"] is None:
-        return spec
-    return spec.model_copy(update={"workflow_run_id": None, "root_workflow_run_id": None})
+def call_once(
+    experiment: ExperimentRunnable,
+    schema: ExperimentSchema,
+    spec: ExperimentInputSpec,
+    ctx: LeafContext,
+) -> LeafResult:
+    """Run the function once on ``spec``; raise whatever goes wrong."""
+    return LeafRunner(experiment, schema, ctx).call_once(spec)
 
 
 def run_leaf(
@@ -486,34 +563,10 @@ def run_leaf(
 ) -> LeafResult:
     """Run one spec with retries; never raises for a failure of the spec itself.
 
-    ``tries`` defaults to ``retries + 1``. Engines that retry on their own pass
-    ``tries=1`` and the attempt number they are on as ``first_attempt``.
-    ``before_attempt(sort_index, attempt)`` is called before each try (engines
-    time each try). With ``inject_workflow_run_id`` the spec's engine run ids
-    are set from ``ctx`` in place (engines pass specs they own); the result
-    rows always take them from ``ctx``.
+    A :class:`LeafRunner` for one spec; see :meth:`LeafRunner.run`.
     """
-    if experiment.options.inject_workflow_run_id:
-        _set_run_ids(spec, ctx)  # the function reads them; the results take them from ``ctx``
-    tries = experiment.options.retries + 1 if tries is None else tries
-    last: BaseException | None = None
-    for attempt in range(first_attempt, first_attempt + tries):
-        if before_attempt is not None:
-            before_attempt(spec.sort_index, attempt)
-        try:
-            return call_once(experiment, schema, spec, ctx)
-        except Exception as exc:
-            last = exc
-            attempts = attempt
-            if isinstance(exc, NonRetryableError | OutputValidationError):
-                break  # deterministic: another try would fail the same way
-    return LeafResult(
-        spec.sort_index,
-        ctx.workflow_run_id,
-        ctx.root_workflow_run_id,
-        failure=failure_row(last, attempts=attempts),
-        retryable=not isinstance(last, NonRetryableError | OutputValidationError),
-    )
+    runner = LeafRunner(experiment, schema, ctx, before_attempt=before_attempt)
+    return runner.run(spec, tries=tries, first_attempt=first_attempt)
 
 
 def crashed_leaf(

@@ -36,7 +36,7 @@ from scythe.layout import (
     read_manifest,
     update_manifest,
 )
-from scythe.leaf import LeafContext, LeafResult, crashed_leaf, run_leaf
+from scythe.leaf import LeafContext, LeafResult, LeafRunner, crashed_leaf
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, load_runnable
 from scythe.scatter_gather import RunSummary, ScatterGatherInput, ScatterGatherResult
 from scythe.schema import (
@@ -186,15 +186,17 @@ def run_terminal_node(
     crashed = crashed or {}
     specs, index = read_batch(run, name)
     started = progress.started if progress is not None else None
+    finished = progress.finished if progress is not None else None
+    runner = LeafRunner(run.experiment, run.schema, ctx, before_attempt=started)
     chunker = _Chunker(run, name, index)
     for spec in specs:
-        if spec.sort_index in crashed:
+        if crashed and spec.sort_index in crashed:
             attempts, message = crashed[spec.sort_index]
             chunker.add(crashed_leaf(spec, ctx, message=message, attempts=attempts))
             continue
-        result = run_leaf(run.experiment, run.schema, spec, ctx, before_attempt=started)
-        if progress is not None:
-            progress.finished(result.sort_index, result.failure is None)
+        result = runner.run(spec)
+        if finished is not None:
+            finished(result.sort_index, result.failure is None)
         chunker.add(result)
     if progress is not None:
         progress.staging()
