@@ -1,7 +1,8 @@
 """Settings read from ``SCYTHE_*`` environment variables, when asked for.
 
-Nothing here runs at import: each function builds a fresh settings object from
-the environment of the moment, so a changed variable is seen on the next call.
+Nothing here runs at import: each function returns a fresh settings object read
+from the environment of the moment, so a changed variable is seen on the next
+call (an unchanged environment is not parsed again).
 
 >>> import os
 >>> os.environ["SCYTHE_TIMEOUT_EXECUTION"] = "PT2H"
@@ -371,8 +372,28 @@ def warn_unknown_settings(environ: dict[str, str] | None = None) -> list[str]:
     return unknown
 
 
+# The last settings object read per class, with the environment it was read from:
+# settings are a function of the environment (and of the working directory), and
+# building one costs about 2 ms, asked for several times per run and per node.
+_LAST_READ: dict[type[BaseSettings], tuple[tuple[object, ...], BaseSettings]] = {}
+
+
 def _read_settings(cls: type[_SettingsT]) -> _SettingsT:
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # the working directory was removed
+        cwd = None
+    key = (tuple(os.environ.items()), cwd, len(_SETTINGS_CLASSES))
+    last = _LAST_READ.get(cls)
+    if last is not None and last[0] == key:
+        return last[1].model_copy()  # type: ignore[return-value]  # a copy: callers may change theirs
     warn_unknown_settings()
+    settings = _build_settings(cls)
+    _LAST_READ[cls] = (key, settings.model_copy())
+    return settings
+
+
+def _build_settings(cls: type[_SettingsT]) -> _SettingsT:
     try:
         return cls()
     except ValidationError as err:

@@ -139,6 +139,29 @@ def test_settings_are_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> Non
     assert storage_settings() is not storage_settings()
 
 
+def test_an_unchanged_environment_is_not_parsed_again(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SCYTHE_SLOTS", "3")
+    first = scythe_settings()
+    first.SLOTS = 9  # a caller changing its copy changes no other caller's
+    built = []
+    original = ScytheSettings.__init__
+
+    def counting_init(self, **kwargs):
+        built.append(1)
+        original(self, **kwargs)
+
+    monkeypatch.setattr(ScytheSettings, "__init__", counting_init)
+    again = scythe_settings()
+    assert (again.SLOTS, len(built)) == (3, 0)
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # any variable: defaults may come from them
+    assert scythe_settings().SLOTS == 3
+    assert len(built) == 1
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the local storage default is relative
+    assert storage_settings().resolved_uri() == str(tmp_path / "elsewhere" / "scythe-data")
+
+
 def test_reference_documents_every_setting() -> None:
     reference = {row[0]: row for row in settings_reference()}
     classes = {"SCYTHE_": ScytheSettings, "SCYTHE_STORAGE_": StorageSettings}
