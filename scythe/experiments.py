@@ -1,7 +1,7 @@
 """Experiments, their versions and runs: allocate specs, find runs, read results.
 
 >>> import tempfile
->>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+>>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry, LocalEngine
 >>> class In(ExperimentInputSpec):
 ...     x: float
 >>> class Out(ExperimentOutputSpec):
@@ -20,27 +20,17 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel
 
 from scythe import tables
-from scythe.allocation import (
-    AllocationPlan,
-    check_failure_ratio,
-    default_recursion_map,
-    latest_run_schema,
-    plan_allocation,
-    write_retry_round,
-    write_run,
-)
 from scythe.base import ExperimentInputSpec
-from scythe.engines import Engine, RunRef, get_engine
-from scythe.engines.local import LocalEngine
 from scythe.errors import (
     ExperimentDefinitionError,
     ExperimentNameError,
@@ -62,15 +52,37 @@ from scythe.layout import (
     update_manifest,
     version_prefix,
 )
-from scythe.nodes import resolve_experiment, root_transaction
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
 from scythe.results import Results, ResultTables, stored_table_schemas
-from scythe.reuse import plan_reuse, stage_reused
 from scythe.scatter_gather import RecursionMap, RunSummary, ScatterGatherInput
 from scythe.schema import FAILURES, SPECS, TableSchema
-from scythe.settings import StorageSettings
 from scythe.storage import S3Store, Store, open_store, remember_store
 from scythe.versions import SemVer, VersionBump, resolve_version
+
+if TYPE_CHECKING:
+    from scythe.allocation import AllocationPlan, default_recursion_map
+    from scythe.engines import Engine, RunRef
+    from scythe.engines.local import LocalEngine
+    from scythe.settings import StorageSettings
+
+# Reading a run (``ExperimentRun.open(...).results()``) loads no allocation,
+# engine or settings code: those modules are imported where a run is
+# allocated, resumed or its experiment resolved.
+_LAZY = {
+    "AllocationPlan": "scythe.allocation",
+    "default_recursion_map": "scythe.allocation",
+    "LocalEngine": "scythe.engines.local",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AllocationPlan",
@@ -372,7 +384,7 @@ class BaseExperiment:
         (``schema_change``) with the changes.
 
         >>> import tempfile
-        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry, LocalEngine
         >>> class Wall(ExperimentInputSpec):
         ...     r_value: float
         >>> class Loss(ExperimentOutputSpec):
@@ -390,6 +402,9 @@ class BaseExperiment:
         (0.2, 'v2.0.0')
         >>> ExperimentRegistry.unregister("doctest_allocate")
         """
+        from scythe.allocation import latest_run_schema, plan_allocation, write_run
+        from scythe.engines import get_engine
+
         if not overwrite_experiment_id:
             raise UnsupportedOptionError(
                 "overwrite_experiment_id=False is not supported: every row of a run's tables "
@@ -434,6 +449,9 @@ class BaseExperiment:
         self, store: Store, plan: AllocationPlan, semver: SemVer, engine: Engine, reuse: Any
     ) -> RunManifest:
         """Write the run, leaving out of its tree the specs whose rows ``reuse`` already has."""
+        from scythe.allocation import write_run
+        from scythe.reuse import plan_reuse, stage_reused
+
         sources = self._reuse_sources(reuse)
         by_spec = plan.artifacts.by_spec
         matches = plan_reuse(store, plan.schema, plan.specs, by_spec, sources)
@@ -613,7 +631,7 @@ class ExperimentRun:
         and its status is counted from them. The manifest file is left as it is.
 
         >>> import tempfile
-        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry, LocalEngine
         >>> class Wall(ExperimentInputSpec):
         ...     r_value: float
         >>> class Loss(ExperimentOutputSpec):
@@ -660,6 +678,8 @@ class ExperimentRun:
     def experiment(self) -> ExperimentRunnable:
         """The run's registered experiment, imported from its reference if needed."""
         if self._experiment is None:
+            from scythe.nodes import resolve_experiment
+
             manifest = self.manifest
             self._experiment = resolve_experiment(
                 manifest.runnable or manifest.experiment, manifest.function
@@ -715,7 +735,7 @@ class ExperimentRun:
         hold only what the root has committed so far.
 
         >>> import tempfile
-        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry, LocalEngine
         >>> class Wall(ExperimentInputSpec):
         ...     r_value: float
         >>> class Loss(ExperimentOutputSpec):
@@ -766,7 +786,7 @@ class ExperimentRun:
         is recorded in the manifest.
 
         >>> import tempfile
-        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry
+        >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec, ExperimentRegistry, LocalEngine
         >>> class Wall(ExperimentInputSpec):
         ...     r_value: float
         >>> class Loss(ExperimentOutputSpec):
@@ -781,6 +801,9 @@ class ExperimentRun:
         'complete'
         >>> ExperimentRegistry.unregister("doctest_resume")
         """
+        from scythe.allocation import check_failure_ratio
+        from scythe.engines import get_engine
+
         manifest = self.manifest
         keep_policy = isinstance(max_failure_ratio, _Keep)
         if not keep_policy:
@@ -800,6 +823,8 @@ class ExperimentRun:
         return _submit(run_engine, self.store, manifest, wait=wait, retry=retry)
 
     def _retry_committed(self, retry: RetryRound) -> bool:
+        from scythe.nodes import root_transaction
+
         transaction = root_transaction(self.run_id, retry.round)
         return tables.holds_transaction(self.store, self.layout.table(FAILURES), transaction)
 
@@ -810,6 +835,8 @@ class ExperimentRun:
                 f"run {self.run_id} is {manifest.status} with {manifest.missing} spec(s) not "
                 "run: resume() it first, then resume(retry_failed=True) retries its failed specs"
             )
+        from scythe.allocation import write_retry_round
+
         failed = Results(self.store, self.layout, validate=False).failures
         if not failed.height:
             return None

@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from scythe.errors import ObjectNotFoundError, StorageError, StorageURIError
-from scythe.settings import storage_settings
 
 StrPath = str | os.PathLike[str]
 
@@ -526,7 +525,7 @@ def open_store(uri: str | None = None) -> Store:
     """
     configured = None
     if uri is None:
-        configured = storage_settings()
+        configured = _storage_settings()
         uri = configured.resolved_uri()
     try:
         scheme = _check_storage_uri(uri)
@@ -545,8 +544,16 @@ def open_store(uri: str | None = None) -> Store:
         return known
     if location is None:
         return LocalStore(path)
-    settings = storage_settings()
+    settings = _storage_settings()
     return S3Store(*location, endpoint_url=settings.ENDPOINT_URL, region=settings.REGION)
+
+
+def _storage_settings() -> Any:
+    """``SCYTHE_STORAGE_*``, read now; the settings code loads only when a call needs it
+    (opening a local path needs none)."""
+    from scythe.settings import storage_settings as read
+
+    return read()
 
 
 def _uri_error(

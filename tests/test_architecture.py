@@ -69,6 +69,29 @@ def test_import_loads_only_what_every_run_needs(module):
     assert loaded & (ALLOWED_HEAVY | NOT_UNTIL_USED) <= ALLOWED_HEAVY
 
 
+def test_reading_a_run_loads_no_allocation_engine_or_settings_code(tmp_path):
+    from scythe import BaseExperiment
+    from tests.light_experiments import Anything, loaded_modules
+
+    run, ref = BaseExperiment(loaded_modules, storage=tmp_path).allocate(
+        [Anything(x=1.0), Anything(x=2.0)], engine=LocalEngine(slots=0)
+    )
+    ref.result()
+    code = (
+        "import json, sys\n"
+        "from scythe import ExperimentRun\n"
+        f"run = ExperimentRun.open({run.run_id!r}, storage={str(tmp_path)!r})\n"
+        "rows = run.results().scalars.height\n"
+        "print(json.dumps([rows, sorted(m for m in sys.modules if m in {\n"
+        "    'scythe.allocation', 'scythe.engines.local', 'scythe.nodes', 'scythe.settings',\n"
+        "    'pydantic_settings', 'asyncio', 'pandas', 'pandera', 'pyarrow'})]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [2, []]
+
+
 def test_pandas_and_pandera_load_when_a_check_or_a_pandas_frame_needs_them():
     code = (
         "import json, sys\n"
