@@ -132,6 +132,13 @@ def _prepare(engine: Engine, runnable: ExperimentRunnable, n_specs: int | None) 
         prepare(runnable, n_specs if n_specs is not None else engine.parallelism)
 
 
+def _unprepare(engine: Engine) -> None:
+    """Undo :func:`_prepare` for an allocation that failed before its run was submitted."""
+    release = getattr(engine, "release", None)
+    if release is not None:
+        release()
+
+
 def _as_store(storage: str | Path | Store | None) -> Store:
     store = (
         storage
@@ -403,7 +410,6 @@ class BaseExperiment:
         >>> ExperimentRegistry.unregister("doctest_allocate")
         """
         from scythe.allocation import latest_run_schema, plan_allocation, write_run
-        from scythe.engines import get_engine
 
         if not overwrite_experiment_id:
             raise UnsupportedOptionError(
@@ -411,6 +417,40 @@ class BaseExperiment:
                 "carries the run's id as experiment_id"
             )
         single = isinstance(specs, BaseModel | Mapping)  # one spec (or its fields), not a list
+        run_engine = self._engine_for(engine, single)
+        _prepare(run_engine, self.runnable, 1 if single else _count(specs))
+        try:
+            plan = plan_allocation(
+                self.runnable,
+                [specs] if single else specs,  # type: ignore[list-item]
+                recursion_map=recursion_map,
+                overwrite_sort_index=overwrite_sort_index,
+                parallelism=run_engine.parallelism,
+                single=single,
+                max_failure_ratio=max_failure_ratio,
+                previous=latest_run_schema(self.store, self.name),
+                version=version,
+                allow_schema_change=allow_schema_change,
+            )
+            semver = resolve_version([v.version for v in self.list_versions()], version)
+            store = self.store if s3_client is None else self._store_with_client(s3_client)
+            if reuse is None:
+                manifest = write_run(
+                    store, plan, name=self.name, version=semver, engine=run_engine.name
+                )
+            else:
+                manifest = self._write_reusing(store, plan, semver, run_engine, reuse)
+            run = ExperimentRun(manifest.run_id, store=store, experiment=self.runnable)
+            ref = _submit(run_engine, store, manifest, wait=wait)
+        except BaseException:
+            _unprepare(run_engine)
+            raise
+        return (run, SpecRunRef(run, ref)) if single else (run, ref)
+
+    def _engine_for(self, engine: str | Engine | None, single: bool) -> Engine:
+        """The engine a run of this experiment goes to, checked to be able to run it."""
+        from scythe.engines import get_engine
+
         if self.runnable.workflow is not None and not single:
             raise ExperimentDefinitionError(
                 f"{self.name!r} is a Hatchet workflow, which runs one spec per allocation: "
@@ -420,30 +460,7 @@ class BaseExperiment:
             engine = "hatchet"  # a workflow runs on Hatchet whatever SCYTHE_ENGINE says
         run_engine = get_engine(engine)
         run_engine.check(self.runnable)
-        _prepare(run_engine, self.runnable, 1 if single else _count(specs))
-        plan = plan_allocation(
-            self.runnable,
-            [specs] if single else specs,  # type: ignore[list-item]
-            recursion_map=recursion_map,
-            overwrite_sort_index=overwrite_sort_index,
-            parallelism=run_engine.parallelism,
-            single=single,
-            max_failure_ratio=max_failure_ratio,
-            previous=latest_run_schema(self.store, self.name),
-            version=version,
-            allow_schema_change=allow_schema_change,
-        )
-        semver = resolve_version([v.version for v in self.list_versions()], version)
-        store = self.store if s3_client is None else self._store_with_client(s3_client)
-        if reuse is None:
-            manifest = write_run(
-                store, plan, name=self.name, version=semver, engine=run_engine.name
-            )
-        else:
-            manifest = self._write_reusing(store, plan, semver, run_engine, reuse)
-        run = ExperimentRun(manifest.run_id, store=store, experiment=self.runnable)
-        ref = _submit(run_engine, store, manifest, wait=wait)
-        return (run, SpecRunRef(run, ref)) if single else (run, ref)
+        return run_engine
 
     def _write_reusing(
         self, store: Store, plan: AllocationPlan, semver: SemVer, engine: Engine, reuse: Any

@@ -331,6 +331,27 @@ def frame_from_rows(rows: Sequence[dict[str, Any]], table: TableSchema) -> pl.Da
     return pl.DataFrame(columns, schema=table.polars_schema(), strict=True)
 
 
+def sort_by_keys(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``frame`` sorted by ``keys``; ``sort_index`` and ``sort_subindex`` as one integer key.
+
+    A frame output's rows sort by both: ``sort_index * 2**32 + sort_subindex``
+    orders them the same way while both fit, and sorts by one column (half the
+    time of two).
+    """
+    if len(keys) != 2 or frame.height < 2:
+        return frame.sort(keys)
+    first, second = keys
+    bounds = frame.select(
+        pl.col(first).abs().max().alias("a"),
+        pl.col(second).min().alias("lo"),
+        pl.col(second).max().alias("hi"),
+        pl.sum_horizontal(pl.col(keys).null_count()).alias("nulls"),
+    ).row(0, named=True)
+    if bounds["nulls"] or bounds["a"] >= 2**31 or bounds["lo"] < 0 or bounds["hi"] >= 2**32:
+        return frame.sort(keys)
+    return frame.sort(pl.col(first).cast(pl.Int64) * 2**32 + pl.col(second).cast(pl.Int64))
+
+
 def read_table(
     store: Store, key: str, table: TableSchema, *, validate: bool = True, version: int | None = None
 ) -> pl.DataFrame:
@@ -343,9 +364,9 @@ def read_table(
     frame = _collect(store, key, version)
     if frame.height == 0:
         frame = table.empty_frame()
-    frame = conform(frame, table).sort(table.sort_keys)
+    frame = sort_by_keys(conform(frame, table), table.sort_keys)
     if validate:
-        cases = failure_cases(frame, table)
+        cases = failure_cases(frame, table, sorted_by_keys=True)
         if cases:
             raise ResultValidationError(
                 f"table {table.name!r} at {store.table_uri(key)} does not match its schema "

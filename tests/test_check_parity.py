@@ -147,3 +147,31 @@ def test_a_naive_datetime_bound_is_utc_as_the_cells_are():
     ours = _our_cases(frame, table)
     assert {row for row, _, _ in ours} == {0}
     assert ours == _pandera_cases(frame, table)
+
+
+KEY_VALUES = st.one_of(st.none(), st.integers(-(2**40), 2**40), st.integers(-3, 3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(KEY_VALUES, KEY_VALUES), max_size=30))
+def test_sorting_by_one_combined_key_orders_rows_as_sorting_by_both(rows):
+    from scythe.tables import sort_by_keys
+
+    keys = ["sort_index", "sort_subindex"]
+    frame = pl.DataFrame(rows, schema={k: pl.Int64 for k in keys}, orient="row")
+    frame = frame.with_row_index("row")
+    assert sort_by_keys(frame, keys).select(keys).equals(frame.sort(keys).select(keys))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 3)), max_size=20))
+def test_repeated_sort_keys_are_found_in_a_sorted_frame_as_in_any_order(rows):
+    keys = ["sort_index", "sort_subindex"]
+    table = TableSchema("t", (SORT_INDEX,), (), multi_row=True)
+    frame = pl.DataFrame(rows, schema={k: pl.Int64 for k in keys}, orient="row")
+    repeated = frame.height > frame.unique().height
+    unsorted = failure_cases(frame, table)
+    ordered = frame.sort(keys)
+    in_order = failure_cases(ordered, table, sorted_by_keys=True)
+    assert any(c.check == "multiple_fields_uniqueness" for c in unsorted) == repeated
+    assert any(c.check == "multiple_fields_uniqueness" for c in in_order) == repeated

@@ -3,6 +3,7 @@ and nothing of the engine left running once the user's script has returned."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from light_experiments import Anything, loaded_modules
 from scythe_test_experiments import Probe, probe
 
 from scythe import BaseExperiment, LocalEngine
+from scythe.errors import SpecValidationError
 
 TESTS = Path(__file__).resolve().parent
 
@@ -103,6 +105,38 @@ def test_idle_workers_exit_and_the_next_run_starts_new_ones(tmp_path, monkeypatc
         (second,) = engine._pool.workers
         assert second.process.pid != first.process.pid
     finally:
+        engine.close()
+
+
+def test_the_drivers_objects_sit_out_collections_while_its_run_is_in_flight(tmp_path):
+    engine = LocalEngine(slots=1, progress=False)
+    experiment = BaseExperiment(probe, storage=tmp_path)
+    try:
+        assert gc.get_freeze_count() == 0
+        _, ref = experiment.allocate(
+            [Probe(x=float(i), mode="slow") for i in range(3)], engine=engine, wait=False
+        )
+        during = gc.get_freeze_count()  # the worker sleeps 0.6 s: the run is in flight
+        assert ref.result().status == "complete"
+        assert during > 0 and gc.get_freeze_count() == 0
+        # an allocation that fails after the engine prepared its workers gives them back too
+        with pytest.raises(SpecValidationError):
+            experiment.allocate([{"x": "not a number"}], engine=engine, version="bumpminor")
+        assert gc.get_freeze_count() == 0
+    finally:
+        engine.close()
+
+
+def test_objects_the_program_froze_itself_stay_frozen(tmp_path):
+    engine = LocalEngine(slots=1, progress=False)
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        _, ref = BaseExperiment(probe, storage=tmp_path).allocate([Probe(x=1.0)], engine=engine)
+        assert ref.result().status == "complete"
+        assert gc.get_freeze_count() > 0.9 * mine  # not thawed (a few were freed since)
+    finally:
+        gc.unfreeze()
         engine.close()
 
 

@@ -38,6 +38,7 @@ from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from scythe.engines import freeze
 from scythe.errors import EngineConfigError, EngineError, ExperimentImportError
 from scythe.layout import update_manifest, write_heartbeat
 from scythe.nodes import (
@@ -306,6 +307,7 @@ class LocalRunRef:
         self._summary: RunSummary | None = None
         self._error: BaseException | None = None
         self.progress: Progress | None = None
+        self._holds_objects = False  # the run ends a freeze.hold() of its allocation
 
     def result(self, timeout: float | None = None) -> RunSummary:
         """Wait for the run; Ctrl-C cancels it cleanly (resume it with ``run.resume()``).
@@ -365,6 +367,7 @@ class LocalEngine:
         self.slots = slots
         self.show_progress = progress
         self._pool = _WorkerPool(slots)
+        self._holding = False  # a freeze.hold() taken by prepare(), for the run it prepares
         _POOLS.add(self._pool)
         weakref.finalize(self, self._pool.close)
 
@@ -398,13 +401,22 @@ class LocalEngine:
         interpreter, imports, the experiment's module) overlaps the allocation."""
         if self.slots == 0 or self._pool.lock.locked():
             return
+        if not self._holding:  # before the workers fork, until the run is over
+            self._holding = freeze.hold()
         with self._pool.lock:
             self._pool.start(n_specs, experiment.__module__)
+
+    def release(self) -> None:
+        """Undo :meth:`prepare` for an allocation that failed before its run was submitted."""
+        if self._holding:
+            self._holding = False
+            freeze.release()
 
     def submit(self, root: ScatterGatherInput) -> LocalRunRef:
         """Drive the run in a background thread; the ref waits for it."""
         experiment = handle_for(root).experiment
         ref = LocalRunRef(root.run_id)
+        ref._holds_objects, self._holding = self._holding, False
         show = self.show_progress if self.show_progress is not None else sys.stderr.isatty()
         ref.progress = Progress(root.n_specs, show=show, label=experiment.name)
         thread = threading.Thread(
@@ -454,6 +466,9 @@ class LocalEngine:
         finally:
             beating.stop()
             progress.close()
+            if ref._holds_objects:
+                ref._holds_objects = False
+                freeze.release()
             ref._finished.set()
 
     def _gather(

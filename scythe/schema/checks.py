@@ -181,13 +181,18 @@ def _frame_problems(
 
 
 def failure_cases(
-    frame: pl.DataFrame, table: TableSchema, *, outputs_only: bool = False
+    frame: pl.DataFrame,
+    table: TableSchema,
+    *,
+    outputs_only: bool = False,
+    sorted_by_keys: bool = False,
 ) -> list[FailureCase]:
     """Every check of ``table`` that rows of ``frame`` fail, in one pass; [] when all pass.
 
     With ``outputs_only`` the index columns (checked when the specs were
     allocated) are skipped, but the sort keys must still be unique and extra
-    columns are allowed.
+    columns are allowed. ``sorted_by_keys`` says ``frame`` is sorted by the
+    table's sort keys: repeated keys are then neighbours.
     """
     keys = [c for c in table.index_columns if c.name in table.sort_keys]
     columns = [*keys, *table.values] if outputs_only else list(table.columns)
@@ -203,7 +208,11 @@ def failure_cases(
         if left:
             pandera_left.append((column, left))
     checked = {c.name for c in columns} - broken
-    if table.sort_keys and set(table.sort_keys) <= checked and _has_duplicates(frame, table):
+    if (
+        table.sort_keys
+        and set(table.sort_keys) <= checked
+        and _has_duplicates(frame, table.sort_keys, sorted_by_keys)
+    ):
         expr = ~pl.struct(table.sort_keys).is_duplicated()
         named.append((", ".join(table.sort_keys), "multiple_fields_uniqueness", expr))
     cases += _evaluate(frame, named)
@@ -212,11 +221,19 @@ def failure_cases(
     return cases
 
 
-def _has_duplicates(frame: pl.DataFrame, table: TableSchema) -> bool:
-    """Whether two rows share their sort keys: counted first, rows found only if so."""
-    keys = table.sort_keys
+def _has_duplicates(frame: pl.DataFrame, keys: list[str], sorted_by_keys: bool) -> bool:
+    """Whether two rows share their sort keys: counted first, rows found only if so.
+
+    In a frame sorted by them, two such rows are neighbours: one comparison
+    per row instead of hashing every key.
+    """
+    if frame.height < 2:
+        return False
+    if sorted_by_keys and not frame.select(pl.sum_horizontal(pl.col(keys).null_count())).item():
+        same = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in keys)
+        return bool(frame.select(same.any()).item())
     key = pl.col(keys[0]) if len(keys) == 1 else pl.struct(keys)
-    return frame.height > 0 and frame.select(key.n_unique()).item() < frame.height
+    return frame.select(key.n_unique()).item() < frame.height
 
 
 def _evaluate(frame: pl.DataFrame, named: list[tuple[str, str, pl.Expr]]) -> list[FailureCase]:
