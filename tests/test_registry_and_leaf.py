@@ -169,3 +169,32 @@ def test_the_function_sees_run_ids_only_when_injected_and_the_rows_always_have_t
         assert seen == (node_ids if inject else {"None"})
     finally:
         ExperimentRegistry.unregister(f"registry_ids_{inject}")
+
+
+def test_the_spec_reaches_the_function_however_its_parameters_are_declared(tmp_path):
+    from scythe import BaseExperiment, LocalEngine
+
+    class Doubled(ExperimentOutputSpec):
+        y: float
+
+    def keyword_only(*, spec: In) -> Doubled:
+        return Doubled(y=2 * spec.x)
+
+    def tempdir_first(tempdir: Path, spec: In) -> Doubled:
+        assert tempdir.is_dir()
+        return Doubled(y=2 * spec.x)
+
+    def positional(spec: In, scale: float = 2.0) -> Doubled:
+        return Doubled(y=scale * spec.x)
+
+    for fn in (keyword_only, tempdir_first, positional):
+        name = f"registry_params_{fn.__name__}"
+        runnable = ExperimentRegistry.Register(name=name)(fn)
+        try:
+            run, ref = BaseExperiment(runnable, storage=tmp_path).allocate(
+                [In(x=1.5), In(x=2.0)], engine=LocalEngine(slots=0, progress=False)
+            )
+            assert ref.result().status == "complete", fn.__name__
+            assert run.results().scalars["y"].to_list() == [3.0, 4.0], fn.__name__
+        finally:
+            ExperimentRegistry.unregister(name)
