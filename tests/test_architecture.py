@@ -71,7 +71,7 @@ def test_import_loads_only_what_every_run_needs(module):
 
 def test_reading_a_run_loads_no_allocation_engine_or_settings_code(tmp_path):
     from scythe import BaseExperiment
-    from tests.light_experiments import Anything, loaded_modules
+    from light_experiments import Anything, loaded_modules
 
     run, ref = BaseExperiment(loaded_modules, storage=tmp_path).allocate(
         [Anything(x=1.0), Anything(x=2.0)], engine=LocalEngine(slots=0)
