@@ -338,8 +338,13 @@ def sort_by_keys(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     orders them the same way while both fit, and sorts by one column (half the
     time of two).
     """
-    if len(keys) != 2 or frame.height < 2:
-        return frame.sort(keys)
+    dtypes = frame.schema
+    if (
+        len(keys) != 2
+        or frame.height < 2
+        or not all(dtypes.get(k, pl.Null).is_integer() for k in keys)
+    ):
+        return frame.sort(keys)  # (a key of another dtype is reported by the checks)
     first, second = keys
     bounds = frame.select(
         pl.col(first).abs().max().alias("a"),
