@@ -7,8 +7,7 @@ environment variable; the heavier parts load on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scythe.base import (
     BaseSpec,
@@ -18,6 +17,7 @@ from scythe.base import (
     OptionalFileReference,
 )
 from scythe.errors import NonRetryableError
+from scythe.lazy import lazy_attributes
 from scythe.registry import ExperimentRegistry
 from scythe.scatter_gather import RecursionMap, ScatterGatherInput, ScatterGatherResult
 
@@ -44,13 +44,7 @@ if TYPE_CHECKING:
     from scythe.worker import ScytheWorkerConfig, ScytheWorkerLabel
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'scythe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

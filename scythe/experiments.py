@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from scythe.layout import (
     update_manifest,
     version_prefix,
 )
+from scythe.lazy import lazy_attributes
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
 from scythe.results import Results, ResultTables, stored_table_schemas
 from scythe.scatter_gather import RecursionMap, RunSummary, ScatterGatherInput
@@ -75,13 +75,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -55,23 +55,29 @@ NOT_UNTIL_USED = {
 }
 
 
+def _printed(code: str) -> object:
+    """The JSON value ``code`` prints last, run in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("module", ["scythe", "scythe.experiments"])
 def test_import_loads_only_what_every_run_needs(module):
     code = (
         f"import json, sys; import {module};"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    loaded = set(_printed(code))
     assert loaded & NOT_UNTIL_USED == set()
     assert loaded & (ALLOWED_HEAVY | NOT_UNTIL_USED) <= ALLOWED_HEAVY
 
 
 def test_reading_a_run_loads_no_allocation_engine_or_settings_code(tmp_path):
-    from scythe import BaseExperiment
     from light_experiments import Anything, loaded_modules
+
+    from scythe import BaseExperiment
 
     run, ref = BaseExperiment(loaded_modules, storage=tmp_path).allocate(
         [Anything(x=1.0), Anything(x=2.0)], engine=LocalEngine(slots=0)
@@ -86,10 +92,7 @@ def test_reading_a_run_loads_no_allocation_engine_or_settings_code(tmp_path):
         "    'scythe.allocation', 'scythe.engines.local', 'scythe.nodes', 'scythe.settings',\n"
         "    'pydantic_settings', 'asyncio', 'pandas', 'pandera', 'pyarrow'})]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [2, []]
+    assert _printed(code) == [2, []]
 
 
 def test_pandas_and_pandera_load_when_a_check_or_a_pandas_frame_needs_them():
@@ -105,10 +108,7 @@ def test_pandas_and_pandera_load_when_a_check_or_a_pandas_frame_needs_them():
         "seen.append('pandera' in sys.modules)\n"
         "print(json.dumps(seen))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [False, True]
+    assert _printed(code) == [False, True]
 
 
 def test_both_engines_are_engines_without_a_connection():
