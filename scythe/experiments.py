@@ -412,8 +412,8 @@ class BaseExperiment:
             )
         single = isinstance(specs, BaseModel | Mapping)  # one spec (or its fields), not a list
         run_engine = self._engine_for(engine, single)
-        _prepare(run_engine, self.runnable, 1 if single else _count(specs))
         try:
+            _prepare(run_engine, self.runnable, 1 if single else _count(specs))
             plan = plan_allocation(
                 self.runnable,
                 [specs] if single else specs,  # type: ignore[list-item]
