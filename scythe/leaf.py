@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import logging
 import os
 import shutil
@@ -430,8 +429,6 @@ class LeafRunner:
         self.inject = options.inject_workflow_run_id
         self.fetch = schema.input_file_fields if options.auto_fetch_files else ()
         self.copy = options.copy_files_to_tempdir
-        self.fn, self.parameter = experiment.fn, experiment.input_parameter
-        self.call_fn = _spec_caller(experiment.fn, experiment.input_parameter)
         self.wants_tempdir = experiment.wants_tempdir
         self.output_spec = experiment.output_spec
         self.scalars_only = not (schema.output_file_fields or schema.dataframes)
@@ -485,7 +482,7 @@ class LeafRunner:
                         local_spec = copy_inputs(local_spec, fields, Path(tmp))
                     output = self.experiment.call(local_spec, Path(tmp))
                     return self.result(spec, output, Path(tmp))
-            return self.result(spec, self.call_fn(local_spec))
+            return self.result(spec, self.experiment.call(local_spec, None))
         finally:
             SPEC_SCOPE.reset(token)
 
@@ -543,19 +540,6 @@ def _output_files_and_frames(
         extra_frames=extra,
         frames=frames,
     )
-
-
-def _spec_caller(fn: Callable[..., Any], parameter: str) -> Callable[[Any], Any]:
-    """``fn`` called with the spec as its ``parameter``: positionally when it is the first
-    parameter that takes a positional argument (a little cheaper per spec), else by name."""
-    try:
-        first = next(iter(inspect.signature(fn).parameters.values()), None)
-    except (TypeError, ValueError):
-        first = None
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if first is not None and first.name == parameter and first.kind in positional:
-        return fn
-    return lambda spec: fn(**{parameter: spec})
 
 
 def call_once(

@@ -237,6 +237,7 @@ class ExperimentRunnable:
         self.input_parameter = input_parameter
         self.wants_tempdir = wants_tempdir
         self.options = options
+        self._spec_first = _takes_first(fn, input_parameter)
         self.workflow: Any = None  # set for an included Hatchet Workflow (see for_workflow)
         self.__module__ = fn.__module__
         self.__qualname__ = fn.__qualname__
@@ -324,11 +325,27 @@ class ExperimentRunnable:
         return None
 
     def call(self, spec: ExperimentInputSpec, tempdir: Path | None) -> Any:
-        """Call the function with the spec (and a tempdir when it asks for one)."""
+        """Call the function with the spec (and a tempdir when it asks for one).
+
+        The spec alone is passed positionally when it is the function's first
+        parameter: a little cheaper, once per spec.
+        """
+        if not self.wants_tempdir and self._spec_first:
+            return self.fn(spec)
         kwargs: dict[str, Any] = {self.input_parameter: spec}
         if self.wants_tempdir:
             kwargs[TEMPDIR_PARAMETER] = tempdir
         return self.fn(**kwargs)
+
+
+def _takes_first(fn: Callable[..., Any], parameter: str) -> bool:
+    """Whether ``parameter`` is ``fn``'s first parameter and takes a positional argument."""
+    try:
+        first = next(iter(inspect.signature(fn).parameters.values()), None)
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return first is not None and first.name == parameter and first.kind in positional
 
 
 def _describe(fn: Callable[..., Any]) -> str:
