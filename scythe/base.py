@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import sys
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
@@ -30,6 +31,7 @@ from pydantic import (
     UrlConstraints,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -275,6 +277,10 @@ class ExperimentOutputSpec(BaseSpec):
         an output in one pass against the compiled schema, and a frame that
         breaks a check fails its own spec. Outside a run (a function called
         directly, a test) construction validates as pandera does.
+
+        Complete classes do this per field instead (:func:`_frame_field_validator`,
+        cheaper); this validator stays on a class whose fields pydantic has not
+        built yet when it is defined (a forward reference, ``defer_build``).
         """
         if SPEC_SCOPE.get() is None or not _has_pandera_fields(cls):
             return handler(data)
@@ -282,17 +288,78 @@ class ExperimentOutputSpec(BaseSpec):
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        """An output spec with no pandera field is built without the wrap validator above.
+        """An output spec's pandera fields get a validator of their own; the class's wrap
+        validator above is dropped.
 
-        It would only hand the data on, yet pydantic calls it for every output
-        built: about a microsecond a spec, as much as building a small output.
-        A subclass that adds a ``DataFrame[Model]`` field gets the validator
-        back from this class.
+        The model-wide validator would cost about a microsecond for every output
+        built (as much as building a small output), and pandera's own field
+        validation, even switched off, a few more. A subclass gets the
+        validator back from this class, and loses it here again.
         """
         super().__pydantic_init_subclass__(**kwargs)
-        if cls.__pydantic_complete__ and not _has_pandera_fields(cls):
+        if cls.__pydantic_complete__:
+            if _has_pandera_fields(cls):
+                _check_frames_per_field(cls)
             cls.__pydantic_decorators__.model_validators.pop("_frames_checked_per_node", None)
             cls.model_rebuild(force=True, raise_errors=False)
+
+
+def _frame_field_validator(annotation: Any) -> Callable[[Any, Any], Any]:
+    """The wrap validator of a pandera-typed output field.
+
+    Outside a run pandera validates the value. In a run (a spec scope is set)
+    a plain polars frame for a plain ``DataFrame[Model]`` field is kept as it
+    is, which is all pandera would do with its checks off (the node checks
+    it); any other value goes through pandera with its checks off (a dict or
+    pandas frame is converted, a model's ``from_format`` is read).
+    """
+    frame_type = _plain_polars_frame(annotation)
+
+    def frames_checked_per_node(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if SPEC_SCOPE.get() is None:
+            return handler(value)
+        if type(value) is frame_type:
+            return value
+        return _without_pandera_checks(handler, value)
+
+    frames_checked_per_node.scythe_frame_field = True  # type: ignore[attr-defined]
+    return frames_checked_per_node
+
+
+def _plain_polars_frame(annotation: Any) -> type | None:
+    """``polars.DataFrame`` if ``annotation`` is ``pandera.typing.polars.DataFrame[Model]``
+    (or that ``| None``) and the model takes and gives frames as they are (no
+    ``from_format`` or ``to_format``); else None."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) != 1:
+            return None
+        annotation = members[0]
+        args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if getattr(origin, "__module__", None) != "pandera.typing.polars" or len(args) != 1:
+        return None
+    config = getattr(args[0], "__config__", None)
+    if config is None or any(getattr(config, k, None) is not None for k in _FORMATS):
+        return None
+    return sys.modules["polars"].DataFrame if "polars" in sys.modules else None
+
+
+_FORMATS = ("from_format", "to_format")
+
+
+def _check_frames_per_field(cls: type[BaseModel]) -> None:
+    """Give each pandera-typed field of ``cls`` the validator of :func:`_frame_field_validator`,
+    innermost (the field's own ``Annotated`` validators still run around it)."""
+    for field in cls.model_fields.values():
+        if not _pandera_type(field.annotation):
+            continue
+        if any(
+            getattr(getattr(m, "func", None), "scythe_frame_field", False) for m in field.metadata
+        ):
+            continue  # inherited from a class that has it already
+        field.metadata.insert(0, WrapValidator(_frame_field_validator(field.annotation)))
 
 
 @functools.cache

@@ -236,16 +236,19 @@ def _frame_values(frame: Any, schema: ExperimentSchema, name: str, sort_index: i
     table = schema.dataframes[name]
     if not isinstance(frame, pl.DataFrame):
         frame = pl.from_pandas(frame) if hasattr(frame, "to_numpy") else pl.DataFrame(frame)
-    dtypes = frame.schema
+    # ``columns`` and ``dtypes``, not ``schema``: a new frame builds its schema object
+    # anew, a few microseconds a spec
+    names, types = frame.columns, frame.dtypes
+    if names == table.value_names and types == table.value_dtypes:
+        return frame  # the common case: the declared columns, in order, in their dtypes
+    dtypes = dict(zip(names, types, strict=True))
     missing = [c.name for c in table.values if c.name not in dtypes]
     if missing:
         raise OutputValidationError(
             f"dataframe output {name!r} (spec {sort_index}) lacks columns {missing}; "
             f"it has {list(dtypes)}"
         )
-    if all(dtypes[c.name] == c.dtype for c in table.values):  # the common case: nothing to cast
-        if list(dtypes) == table.value_names:
-            return frame
+    if all(dtypes[c.name] == c.dtype for c in table.values):  # other columns, or another order
         # picked column by column: an eager select would run polars' query engine per spec
         return pl.DataFrame([frame.get_column(n) for n in table.value_names])
     for column in table.values:
@@ -518,19 +521,16 @@ def _output_files_and_frames(
         if schema.output_file_fields
         else {}
     )
-    frames = {
-        name: _frame_values(getattr(output, name), schema, name, spec.sort_index)
-        for name in schema.dataframes
-    }
+    frames = {}
+    for name in schema.dataframes:
+        frames[name] = _frame_values(getattr(output, name), schema, name, spec.sort_index)
+        _check_frame_size(frames[name], name, spec.sort_index, ctx)
     extra = {}
     if output.dataframes:
         index = index_values(spec, schema)
-        extra = {
-            name: undeclared_frame_rows(frame, index, schema, name)
-            for name, frame in output.dataframes.items()
-        }
-    for name, frame in {**frames, **extra}.items():
-        _check_frame_size(frame, name, spec.sort_index, ctx)
+        for name, frame in output.dataframes.items():
+            extra[name] = undeclared_frame_rows(frame, index, schema, name)
+            _check_frame_size(extra[name], name, spec.sort_index, ctx)
     return LeafResult(
         spec.sort_index,
         ctx.workflow_run_id,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import pandera.polars as pa
 import polars as pl
 import pytest
 from pandera.config import get_config_context
 from pandera.typing.polars import DataFrame
+from pydantic import AfterValidator, ConfigDict
 
 from scythe import (
     BaseExperiment,
@@ -17,6 +20,7 @@ from scythe import (
     RecursionMap,
     tables,
 )
+from scythe.base import SPEC_SCOPE, SpecScope
 
 IN_PROCESS = LocalEngine(slots=0, progress=False)
 ONE_NODE = RecursionMap(factor=2, max_depth=0)  # every spec in one terminal node
@@ -139,18 +143,93 @@ def _has_wrap_validator(cls: type[ExperimentOutputSpec]) -> bool:
     return "_frames_checked_per_node" in cls.__pydantic_decorators__.model_validators
 
 
-def test_only_outputs_with_a_pandera_field_carry_the_per_node_wrap_validator():
+def _has_field_validator(cls: type[ExperimentOutputSpec], name: str) -> bool:
+    metadata = cls.model_fields[name].metadata
+    return any(getattr(getattr(m, "func", None), "scythe_frame_field", False) for m in metadata)
+
+
+def test_pandera_fields_carry_their_own_validator_and_no_complete_class_the_model_wide_one():
     class Scalars(ExperimentOutputSpec):
         peak: float
 
-    class WithFrame(Scalars):  # a frame added to a scalar-only output gets it back
+    class WithFrame(Scalars):  # a frame added to a scalar-only output
         hourly: DataFrame[Hourly]
 
-    assert not _has_wrap_validator(Scalars)
-    assert _has_wrap_validator(DayOut) and _has_wrap_validator(WithFrame)
+    class Again(WithFrame):  # inherits the field and its validator: not given a second one
+        note: str = ""
+
+    for cls in (Scalars, DayOut, WithFrame, Again):
+        assert not _has_wrap_validator(cls), cls
+    assert _has_field_validator(DayOut, "hourly") and _has_field_validator(WithFrame, "hourly")
+    validators = [m for m in Again.model_fields["hourly"].metadata if hasattr(m, "func")]
+    assert len(validators) == 1
     # the scalar-only class still validates its own fields...
     with pytest.raises(ValueError, match="peak"):
         Scalars(peak="not a number")
-    # ... and the subclass still has its frame checked by pandera outside a run
+    # ... and the subclasses still have their frame checked by pandera outside a run
+    for cls in (WithFrame, Again):
+        with pytest.raises(ValueError, match="load"):
+            cls(peak=1.0, hourly=pl.DataFrame({"hour": [0], "load": [-1.0]}))
+
+
+@pytest.fixture
+def in_a_run():
+    """A spec scope, as the leaf sets it around the user's function."""
+    token = SPEC_SCOPE.set(SpecScope(prefix="p", log=lambda spec, msg: None, fetch=None))
+    yield
+    SPEC_SCOPE.reset(token)
+
+
+BAD_FRAME = {"hour": [0, 1], "load": [-1.0, 2.0]}  # load >= 0 fails
+
+
+def test_in_a_run_a_frame_field_skips_pandera_and_keeps_its_own_validators(monkeypatch, in_a_run):
+    seen: list[int] = []
+
+    def count_rows(frame: pl.DataFrame) -> pl.DataFrame:
+        seen.append(frame.height)
+        return frame
+
+    class Annotated_(ExperimentOutputSpec):
+        hourly: Annotated[DataFrame[Hourly], AfterValidator(count_rows)]
+        maybe: DataFrame[Hourly] | None = None
+
+    pandera_calls: list[object] = []
+    real = DataFrame.pydantic_validate.__func__
+
+    def counting(cls, obj, schema_model):
+        pandera_calls.append(obj)
+        return real(cls, obj, schema_model)
+
+    monkeypatch.setattr(DataFrame, "pydantic_validate", classmethod(counting))
+    Annotated_.model_rebuild(force=True)  # its field validators now call the counting one
+    frame = pl.DataFrame(BAD_FRAME)
+    out = Annotated_(hourly=frame, maybe=frame)
+    assert out.hourly is frame and out.maybe is frame  # kept as given, for the node to check
+    assert pandera_calls == []  # pandera did not look at a plain polars frame
+    assert seen == [2]  # the field's own validator ran
+    # other values still go through pandera, with its checks off: converted, not checked
+    converted = Annotated_(hourly=BAD_FRAME)
+    assert isinstance(converted.hourly, pl.DataFrame) and converted.hourly.height == 2
+    assert len(pandera_calls) == 1 and converted.maybe is None
+
+
+def test_outside_a_run_a_frame_field_is_validated_by_pandera_as_before():
+    class Optional_(ExperimentOutputSpec):
+        maybe: DataFrame[Hourly] | None = None
+
+    assert Optional_().maybe is None
     with pytest.raises(ValueError, match="load"):
-        WithFrame(peak=1.0, hourly=pl.DataFrame({"hour": [0], "load": [-1.0]}))
+        Optional_(maybe=pl.DataFrame(BAD_FRAME))
+
+
+def test_a_class_pydantic_builds_later_keeps_the_model_wide_validator(in_a_run):
+    class Deferred(ExperimentOutputSpec):
+        model_config = ConfigDict(defer_build=True)
+        hourly: DataFrame[Hourly]
+
+    assert _has_wrap_validator(Deferred)
+    assert Deferred(hourly=pl.DataFrame(BAD_FRAME)).hourly.height == 2  # checked by the node
+    SPEC_SCOPE.set(None)
+    with pytest.raises(ValueError, match="load"):
+        Deferred(hourly=pl.DataFrame(BAD_FRAME))

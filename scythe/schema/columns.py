@@ -228,6 +228,10 @@ class TableSchema:
     def value_names(self) -> list[str]:
         return [c.name for c in self.values]
 
+    @functools.cached_property
+    def value_dtypes(self) -> list[pl.DataType]:
+        return [c.dtype for c in self.values]
+
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
