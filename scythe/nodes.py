@@ -326,13 +326,26 @@ def _validated_frames(
     frames.update(undeclared)
     for s, message in bad.items():
         invalid.setdefault(s, message)
+    # A batch lists its specs by rising sort_index, and the tables built here keep that
+    # order (a frame's rows by sort_subindex): repeated keys would be neighbours.
+    ordered = _rising(index.get_column("sort_index"))
     for name, table in {**schema.result_tables, **run_tables(run, undeclared)}.items():
         if name == FAILURES or (name != SCALARS and not table.values):
             continue  # an index-only table holds the same index values as scalars
-        _, bad = tables.split_invalid(frames[name], table, outputs_only=True)
+        _, bad = tables.split_invalid(
+            frames[name],
+            table,
+            outputs_only=True,
+            sorted_by_keys=ordered and name not in undeclared,
+        )
         for s, message in bad.items():
             invalid.setdefault(s, message)
     return _move_invalid(frames, invalid, index, schema.failures) if invalid else frames
+
+
+def _rising(values: pl.Series) -> bool:
+    """Whether ``values`` (no nulls) rise strictly from row to row."""
+    return values.null_count() == 0 and bool((values.diff().drop_nulls() > 0).all())
 
 
 def _frame_table(
@@ -344,19 +357,24 @@ def _frame_table(
     columns only, from the leaf); the index columns and ``sort_subindex`` are
     added here for the whole batch at once.
     """
-    rows = [(i, f) for i, f in enumerate(parts) if f is not None and f.height]
-    if not rows:
+    positions, heights, frames = [], [], []
+    for i, frame in enumerate(parts):
+        if frame is not None and (height := frame.height):
+            positions.append(i)
+            heights.append(height)
+            frames.append(frame)
+    if not frames:
         return table.empty_frame()
-    heights = [f.height for _, f in rows]
-    spec_rows = pl.Series([i for (i, _), h in zip(rows, heights, strict=True) for _ in range(h)])
-    keys = index.select(c.name for c in table.index).gather(spec_rows)
-    sub = pl.select(
-        pl.int_ranges(0, pl.Series(heights, dtype=pl.Int64), dtype=pl.Int64)
-        .explode()
-        .alias(SORT_SUBINDEX)
+    counts = pl.Series(heights, dtype=pl.Int64)
+    rows = pl.select(  # per value row: its spec's row of ``index``, and its row in the frame
+        pl.lit(pl.Series(positions, dtype=pl.Int64)).repeat_by(counts).explode().alias("row"),
+        pl.int_ranges(0, counts, dtype=pl.Int64).explode().alias(SORT_SUBINDEX),
     )
-    values = pl.concat([f for _, f in rows], how="vertical")
-    return pl.concat([keys, sub, values], how="horizontal").select(table.names)
+    keys = index.select(c.name for c in table.index).gather(rows.get_column("row"))
+    # one chunk: the checks, statistics and the Parquet writer that follow each walk
+    # every chunk, and there would be one per spec
+    values = pl.concat(frames, how="vertical", rechunk=True)
+    return pl.concat([keys, rows.drop("row"), values], how="horizontal").select(table.names)
 
 
 def _move_invalid(

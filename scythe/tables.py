@@ -212,13 +212,14 @@ def _file_stats(frame: pl.DataFrame, table: TableSchema) -> str:
             if lo is not None:
                 mins[col.name], maxs[col.name] = _json_value(lo), _json_value(hi)
         elif col.dtype == pl.Float64():
-            series = frame.get_column(col.name).drop_nulls()
-            finite = series.filter(series.is_finite()) if series.len() else series
-            # NaN or inf would make float bounds lie; leave them out.
-            if finite.len() and finite.len() == series.len():
-                lo, hi = finite.min(), finite.max()
-                if not (math.isnan(lo) or math.isnan(hi)):
-                    mins[col.name], maxs[col.name] = lo, hi
+            # NaN or inf would make float bounds lie; leave them out. min and max skip
+            # nulls and NaN; a NaN makes the sum NaN (so may two huge values, which
+            # only leaves the bounds out). Native calls: a filter would be a query.
+            series = frame.get_column(col.name)
+            lo, hi = series.min(), series.max()
+            finite = lo is not None and math.isfinite(lo) and math.isfinite(hi)
+            if finite and not math.isnan(series.sum()):
+                mins[col.name], maxs[col.name] = lo, hi
     stats = {
         "numRecords": frame.height,
         "minValues": mins,
@@ -381,18 +382,23 @@ def read_table(
 
 
 def split_invalid(
-    frame: pl.DataFrame, table: TableSchema, *, outputs_only: bool = False
+    frame: pl.DataFrame,
+    table: TableSchema,
+    *,
+    outputs_only: bool = False,
+    sorted_by_keys: bool = False,
 ) -> tuple[pl.DataFrame, dict[int, str]]:
     """Validate ``frame``; return the valid rows and, per failing ``sort_index``, a message.
 
     Every row of a failing spec is removed (a frame output fails as a whole),
     so a spec is either wholly in the result or wholly a failure. With
     ``outputs_only`` the index columns (already checked) are skipped, but the
-    sort keys must still be unique.
+    sort keys must still be unique. ``sorted_by_keys`` says ``frame`` is
+    sorted by the table's sort keys (see :func:`failure_cases`).
     """
     if frame.height == 0:
         return frame, {}
-    cases = failure_cases(frame, table, outputs_only=outputs_only)
+    cases = failure_cases(frame, table, outputs_only=outputs_only, sorted_by_keys=sorted_by_keys)
     if not cases:
         return frame, {}
     messages: dict[int, list[str]] = {}

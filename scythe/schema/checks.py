@@ -237,10 +237,15 @@ def _has_duplicates(frame: pl.DataFrame, keys: list[str], sorted_by_keys: bool) 
 
 
 def _evaluate(frame: pl.DataFrame, named: list[tuple[str, str, pl.Expr]]) -> list[FailureCase]:
+    """The rows failing each named rule: one aggregate pass first (does every row pass?),
+    then the failing rules' rows, only when there are any."""
     if not named or frame.height == 0:
         return []
-    passed = frame.select(expr.alias(f"_{i}") for i, (_, _, expr) in enumerate(named))
-    failing = [i for i, ok in enumerate(passed.select(pl.all().all()).row(0)) if not ok]
+    row = frame.select(expr.all().alias(f"_{i}") for i, (_, _, expr) in enumerate(named)).row(0)
+    failing = [i for i, ok in enumerate(row) if not ok]
+    if not failing:
+        return []
+    passed = frame.select(named[i][2].alias(f"_{i}") for i in failing)
     cases = []
     for i in failing:
         column, check, _ = named[i]
