@@ -225,8 +225,10 @@ class _Chunker:
         self.results.append(result)
         if not (result.frames or result.extra_frames):
             return  # scalar outputs only: nothing that fills memory
-        frames = (*result.frames.values(), *result.extra_frames.values())
-        self.size += sum(f.estimated_size() for f in frames)
+        for frame in result.frames.values():
+            self.size += frame.estimated_size()
+        for frame in result.extra_frames.values():
+            self.size += frame.estimated_size()
         if self.size >= self.limit:
             self._stage()
 
