@@ -16,7 +16,6 @@ import os
 import shutil
 import tempfile
 import traceback
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +165,8 @@ def download(uri: str, target: Path, *, use_cache: bool = True) -> Path:
             )
         shutil.copyfile(unquote(parsed.path), partial)
     else:
+        import urllib.request  # only here: it costs every driver and worker ~4 ms to import
+
         with urllib.request.urlopen(uri, timeout=60) as response, open(partial, "wb") as out:
             shutil.copyfileobj(response, out)
     os.replace(partial, target)

@@ -20,11 +20,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import platformdirs
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scythe.errors import SettingsError
+
+
+def _user_cache_dir() -> Path:
+    import platformdirs  # imported when the default is needed, not with the settings
+
+    return Path(platformdirs.user_cache_dir("scythe"))
 
 _LOCAL_DATA_DIR = "scythe-data"
 _DURATION_HELP = "seconds (3600), a duration such as 1h30m or an ISO-8601 duration (PT1H)"
@@ -205,7 +210,7 @@ class ScytheSettings(BaseSettings):
         description="Engine that runs the scatter/gather tree: local (this machine) or hatchet.",
     )
     CACHE_DIR: Path = Field(
-        default_factory=lambda: Path(platformdirs.user_cache_dir("scythe")),
+        default_factory=_user_cache_dir,
         description="Directory for downloaded artifacts and other local caches.",
         json_schema_extra={"default_text": 'platformdirs.user_cache_dir("scythe")'},
     )
