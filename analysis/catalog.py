@@ -20,7 +20,8 @@ import polars as pl
 from analysis.errors import AmbiguousRunError
 from scythe.errors import ManifestError, ObjectNotFoundError, RunNotFoundError, RunOptionError
 from scythe.experiments import BaseExperiment, ExperimentRun, VersionedExperiment
-from scythe.layout import RunLayout, driver_alive, read_manifest, run_id_of
+from scythe.layout import RunLayout, driver_alive, run_id_of
+from scythe.manifest import read_manifest
 from scythe.storage import Store, open_store, remember_store
 from scythe.versions import SemVer
 

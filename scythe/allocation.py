@@ -48,16 +48,14 @@ from scythe.errors import (
     SpecValidationError,
 )
 from scythe.layout import (
-    RetryRound,
     RunLayout,
-    RunManifest,
-    SchemaChangeRecord,
     dump_yaml,
     load_yaml,
     run_id_of,
     run_time_folder,
     version_prefix,
 )
+from scythe.manifest import RetryRound, RunManifest, SchemaChangeRecord
 from scythe.registry import ExperimentRunnable
 from scythe.scatter_gather import MAX_DEPTH_LIMIT, RecursionMap, TreeNode, iter_terminal_nodes
 from scythe.schema import (

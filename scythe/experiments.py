@@ -21,15 +21,12 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from scythe import tables
-from scythe.base import ExperimentInputSpec
 from scythe.errors import (
     ExperimentDefinitionError,
     ExperimentNameError,
@@ -42,36 +39,39 @@ from scythe.errors import (
     UnsupportedOptionError,
 )
 from scythe.layout import (
-    RetryRound,
     RunLayout,
-    RunManifest,
     driver_alive,
-    read_manifest,
+    read_manifest_data,
     run_id_of,
-    update_manifest,
+    stated_status,
     version_prefix,
 )
 from scythe.lazy import lazy_attributes
-from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
 from scythe.results import Results, ResultTables, stored_table_schemas
-from scythe.scatter_gather import RecursionMap, RunSummary, ScatterGatherInput
 from scythe.schema import FAILURES, SPECS, TableSchema
 from scythe.storage import S3Store, Store, open_store, remember_store
-from scythe.versions import SemVer, VersionBump, resolve_version
 
 if TYPE_CHECKING:
     from scythe.allocation import AllocationPlan, default_recursion_map
+    from scythe.base import ExperimentInputSpec
     from scythe.engines import Engine, RunRef
     from scythe.engines.local import LocalEngine
+    from scythe.manifest import RetryRound, RunManifest
+    from scythe.registry import ExperimentRunnable
+    from scythe.scatter_gather import RecursionMap, RunSummary
     from scythe.settings import StorageSettings
+    from scythe.versions import SemVer, VersionBump
 
 # Reading a run (``ExperimentRun.open(...).results()``) loads no allocation,
-# engine or settings code: those modules are imported where a run is
-# allocated, resumed or its experiment resolved.
+# engine or settings code, and no pydantic (the specs, the manifest's model,
+# versions): those modules are imported where a run is allocated, resumed or
+# its experiment resolved.
 _LAZY = {
     "AllocationPlan": "scythe.allocation",
     "default_recursion_map": "scythe.allocation",
     "LocalEngine": "scythe.engines.local",
+    "SemVer": "scythe.versions",
+    "RecursionMap": "scythe.scatter_gather",
 }
 
 
@@ -94,6 +94,7 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
 ReuseSource = Any  # an ExperimentRun, a VersionedExperiment, a run id, or a list of them
 
 
@@ -154,6 +155,8 @@ def _submit(
 
     With ``retry``, the root of that retry round's tree (over the failed specs only).
     """
+    from scythe.scatter_gather import ScatterGatherInput
+
     root = ScatterGatherInput(
         storage_uri=store.uri(),
         run_id=manifest.run_id,
@@ -200,6 +203,8 @@ class BaseExperiment:
         storage: str | Path | Store | None = None,
         storage_settings: StorageSettings | None = None,
     ) -> None:
+        from scythe.registry import ExperimentRegistry, ExperimentRunnable, _is_hatchet_workflow
+
         if isinstance(runnable, str):  # a registered name, as scythe-engine 1.x accepted
             runnable = ExperimentRegistry.get_runnable(runnable)
         if _is_hatchet_workflow(runnable):  # an included Workflow: one spec per run, on Hatchet
@@ -242,6 +247,8 @@ class BaseExperiment:
 
     def list_versions(self) -> list[VersionedExperiment]:
         """Versions with at least one run, oldest first (``.version`` is each one's ``SemVer``)."""
+        from scythe.versions import SemVer
+
         found = sorted(
             SemVer.parse(v) for v in self.store.list_children(self.name) if SemVer.is_version(v)
         )
@@ -252,12 +259,16 @@ class BaseExperiment:
         return versions[-1] if versions else None
 
     def version(self, version: SemVer | str) -> VersionedExperiment:
+        from scythe.versions import SemVer
+
         return VersionedExperiment(
             self, version if isinstance(version, SemVer) else SemVer.parse(version)
         )
 
     def resolve_next_version(self, version: VersionBump | SemVer | str) -> SemVer:
         """The version an allocation with ``version`` gets (v1.0.0 when none is stored yet)."""
+        from scythe.versions import resolve_version
+
         return resolve_version([v.version for v in self.list_versions()], version)
 
     @property
@@ -404,12 +415,15 @@ class BaseExperiment:
         >>> ExperimentRegistry.unregister("doctest_allocate")
         """
         from scythe.allocation import latest_run_schema, plan_allocation, write_run
+        from scythe.versions import resolve_version
 
         if not overwrite_experiment_id:
             raise UnsupportedOptionError(
                 "overwrite_experiment_id=False is not supported: every row of a run's tables "
                 "carries the run's id as experiment_id"
             )
+        from pydantic import BaseModel
+
         single = isinstance(specs, BaseModel | Mapping)  # one spec (or its fields), not a list
         run_engine = self._engine_for(engine, single)
         try:
@@ -461,6 +475,7 @@ class BaseExperiment:
     ) -> RunManifest:
         """Write the run, leaving out of its tree the specs whose rows ``reuse`` already has."""
         from scythe.allocation import write_run
+        from scythe.manifest import update_manifest
         from scythe.reuse import plan_reuse, stage_reused
 
         sources = self._reuse_sources(reuse)
@@ -683,6 +698,8 @@ class ExperimentRun:
 
     @property
     def manifest(self) -> RunManifest:
+        from scythe.manifest import read_manifest
+
         return read_manifest(self.store, self.layout)
 
     @property
@@ -720,12 +737,27 @@ class ExperimentRun:
 
     def _readable_manifest(self) -> RunManifest | None:
         """The manifest; None (with a warning) if it is corrupt and the run was opened to repair."""
+        return self._unless_corrupt(lambda: self.manifest)
+
+    def _readable_status(self) -> str:
+        """The status the manifest states, for reading the results: only the YAML and its
+        ``status`` are needed (and no pydantic); any other status is checked in full (see
+        :attr:`manifest`). A corrupt manifest of a run opened to repair counts as complete."""
+        status = self._unless_corrupt(
+            lambda: (
+                stated_status(read_manifest_data(self.store, self.layout)) or self.manifest.status
+            )
+        )
+        return "complete" if status is None else status
+
+    def _unless_corrupt(self, read: Callable[[], T]) -> T | None:
+        """``read()``; None (with a warning) for a corrupt manifest of a run opened to repair."""
         try:
-            return self.manifest
+            return read()
         except ManifestError as err:
             if not self.repair:
                 raise
-            warnings.warn(f"{err}; reading the run's tables", CorruptManifestWarning, stacklevel=3)
+            warnings.warn(f"{err}; reading the run's tables", CorruptManifestWarning, stacklevel=4)
             return None
 
     def _status_from_tables(self) -> RunStatusCounts:
@@ -763,8 +795,7 @@ class ExperimentRun:
         0
         >>> ExperimentRegistry.unregister("doctest_results")
         """
-        manifest = self._readable_manifest()
-        status = manifest.status if manifest is not None else "complete"
+        status = self._readable_status()
         if status not in ("complete", "partial", "failed"):
             warnings.warn(
                 f"run {self.run_id} is {status}: its results are not all committed yet",
@@ -814,6 +845,7 @@ class ExperimentRun:
         """
         from scythe.allocation import check_failure_ratio
         from scythe.engines import get_engine
+        from scythe.manifest import update_manifest
 
         manifest = self.manifest
         keep_policy = isinstance(max_failure_ratio, _Keep)

@@ -1,4 +1,4 @@
-"""Where one run's files live, and the run manifest.
+"""Where one run's files live (the manifest's model is in ``scythe.manifest``).
 
 Same layout on a local directory and on S3 (DESIGN.md §3)::
 
@@ -11,15 +11,14 @@ Same layout on a local directory and on S3 (DESIGN.md §3)::
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
 
 from scythe.errors import ManifestError
-from scythe.scatter_gather import RecursionMap
 from scythe.storage import INTERMEDIATES
 
 if TYPE_CHECKING:
@@ -36,6 +35,7 @@ RunStatus = Literal[
     "cancelled",
     "interrupted",
 ]
+RUN_STATUSES: frozenset[str] = frozenset(typing.get_args(RunStatus))
 REUSED_NODE = "reused"  # the node whose staged files hold rows copied from earlier runs
 STALE_BEATS = 3  # a driver that missed this many heartbeats is taken for dead
 
@@ -156,99 +156,30 @@ def run_id_of(experiment: str, version: object, time_folder: str) -> str:
     return f"{version_prefix(experiment, version)}/{time_folder}"
 
 
-class RetryRound(BaseModel):
-    """The latest retry of a run's failed specs: its own tree over just those specs."""
-
-    round: int = Field(ge=1)
-    specs: int = Field(ge=0, description="How many failed specs it runs again")
-    recursion_map: RecursionMap
-
-
-class SchemaChangeRecord(BaseModel):
-    """How a run's schema differs from the latest run's before it (``allocate()`` checks it)."""
-
-    previous_run: str = Field(description="The run compared with: the latest run before this one")
-    required: str = Field(description="The version bump the changes need (bumpmajor, bumpminor)")
-    given: str = Field(description="The version asked for (a bump or vM.m.p)")
-    allow_schema_change: bool = Field(
-        default=False, description="True: allow_schema_change=True let a smaller bump through"
-    )
-    changes: list[str] = Field(default_factory=list)
-
-
-class RunManifest(BaseModel):
-    """``manifest.yml``: what a run is, how it was split and how it ended."""
-
-    run_id: str
-    experiment: str = Field(description="The experiment's folder name (BaseExperiment.name)")
-    runnable: str | None = Field(
-        default=None, description="Registered name of the experiment's function"
-    )
-    version: str
-    created_at: datetime
-    storage_uri: str
-    engine: str
-    function: str = Field(description="module:qualname of the registered experiment")
-    input_spec: str
-    output_spec: str
-    spec_count: int
-    recursion_map: RecursionMap
-    kind: Literal["batch", "single"] = Field(
-        default="batch", description="single: a one-off run of one spec, triggered directly"
-    )
-    computed_features: dict[str, str] = Field(default_factory=dict)
-    tree_specs: int | None = Field(
-        default=None, description="Specs the tree runs, if fewer than spec_count (reuse)"
-    )
-    reused: dict[str, int] = Field(
-        default_factory=dict, description="Rows copied from earlier runs, by run id (reuse)"
-    )
-    retry: RetryRound | None = Field(
-        default=None, description="The latest retry of the failed specs (resume(retry_failed=True))"
-    )
-    max_failure_ratio: float | None = Field(
-        default=None, description="Failure policy: stop once more than this share of specs failed"
-    )
-    schema_change: SchemaChangeRecord | None = Field(
-        default=None, description="Schema changes since the previous run, and the bump given"
-    )
-    status: RunStatus = "allocated"
-    done: int = 0
-    failed: int = 0
-    missing: int = 0
-    finished_at: datetime | None = None
-    message: str | None = None
-
-    def to_yaml(self) -> bytes:
-        return dump_yaml(self.model_dump(mode="json"))
-
-    @classmethod
-    def from_yaml(cls, data: bytes) -> RunManifest:
-        return cls.model_validate(load_yaml(data))
-
-
-def read_manifest(store: Store, layout: RunLayout) -> RunManifest:
-    """The run's ``manifest.yml``; ``ManifestError`` (naming the file and line) if it is corrupt."""
-    uri = store.uri(layout.manifest)
+def read_manifest_data(store: Store, layout: RunLayout) -> Any:
+    """The run's ``manifest.yml`` parsed as YAML; ``ManifestError`` (naming the file and line)
+    if it is not YAML. :func:`scythe.manifest.read_manifest` checks it is a manifest."""
     data = store.get_bytes(layout.manifest)
     try:
-        return RunManifest.from_yaml(data)
+        return load_yaml(data)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or type(err).__name__
         raise ManifestError(
-            f"the manifest {uri} is not valid YAML{where}: {problem}. Its tables may still be "
-            "read: ExperimentRun.open(run_id, storage=..., repair=True).results()"
+            f"the manifest {store.uri(layout.manifest)} is not valid YAML{where}: {problem}. Its "
+            "tables may still be read: ExperimentRun.open(run_id, storage=..., repair=True).results()"
         ) from None
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}" for e in err.errors()
-        )
-        raise ManifestError(
-            f"the manifest {uri} does not hold a valid run manifest: {problems}. Its tables may "
-            "still be read: ExperimentRun.open(run_id, storage=..., repair=True).results()"
-        ) from None
+
+
+def stated_status(data: Any) -> str | None:
+    """The status a parsed manifest states, if it is one a run can have (else None).
+
+    Reading a run's results needs only its status: this takes it from the
+    parsed YAML, without building the whole manifest (and without pydantic).
+    """
+    status = data.get("status") if isinstance(data, dict) else None
+    return status if isinstance(status, str) and status in RUN_STATUSES else None
 
 
 def stored_table_schemas(store: Store, layout: RunLayout) -> dict[str, TableSchema]:
@@ -271,10 +202,3 @@ def driver_alive(store: Store, layout: RunLayout, now: datetime | None = None) -
     beat = json.loads(store.get_bytes(layout.heartbeat))
     age = ((now or datetime.now(UTC)) - datetime.fromisoformat(beat["at"])).total_seconds()
     return age <= STALE_BEATS * float(beat["interval"]) + 1.0
-
-
-def update_manifest(store: Store, layout: RunLayout, **changes: Any) -> RunManifest:
-    """Rewrite ``manifest.yml`` with ``changes`` (status, counts, message...); return it."""
-    manifest = read_manifest(store, layout).model_copy(update=changes)
-    store.put_bytes(layout.manifest, manifest.to_yaml())
-    return manifest

@@ -27,16 +27,9 @@ import polars as pl
 
 from scythe import batches, tables
 from scythe.errors import EngineError, ExperimentNotFoundError
-from scythe.layout import (
-    REUSED_NODE,
-    RunLayout,
-    RunManifest,
-    dump_yaml,
-    load_yaml,
-    read_manifest,
-    update_manifest,
-)
+from scythe.layout import REUSED_NODE, RunLayout, dump_yaml, load_yaml
 from scythe.leaf import LeafContext, LeafResult, LeafRunner, crashed_leaf
+from scythe.manifest import RunManifest, read_manifest, update_manifest
 from scythe.registry import ExperimentRegistry, ExperimentRunnable, load_runnable
 from scythe.scatter_gather import RunSummary, ScatterGatherInput, ScatterGatherResult
 from scythe.schema import (
@@ -52,6 +45,7 @@ from scythe.schema import (
     table_from_dict,
     table_to_dict,
 )
+from scythe.staged import StagedFile
 from scythe.storage import Store, open_store
 
 ROOT_COMMITTER = "root"
@@ -547,17 +541,15 @@ def gather_node(
     return result
 
 
-def collect_staged(store: Store, *manifest_keys: str) -> dict[str, list[tables.StagedFile]]:
+def collect_staged(store: Store, *manifest_keys: str) -> dict[str, list[StagedFile]]:
     """Every staged file under these nodes, per table, walking node manifests down the tree."""
-    out: dict[str, list[tables.StagedFile]] = {}
+    out: dict[str, list[StagedFile]] = {}
     stack = list(reversed(manifest_keys))
     while stack:
         body = json.loads(store.get_bytes(stack.pop()))
         stack.extend(reversed(body.get("children", [])))
         for table_name, files in body.get("tables", {}).items():
-            out.setdefault(table_name, []).extend(
-                tables.StagedFile.model_validate(f) for f in files
-            )
+            out.setdefault(table_name, []).extend(StagedFile.model_validate(f) for f in files)
     return out
 
 
@@ -579,7 +571,7 @@ def root_transaction(run_id: str, round: int = 0) -> str:
     return tables.app_id(run_id, f"{ROOT_COMMITTER}:retry-{round}" if round else ROOT_COMMITTER)
 
 
-def commit_staged_files(run: RunHandle, staged: dict[str, list[tables.StagedFile]]) -> None:
+def commit_staged_files(run: RunHandle, staged: dict[str, list[StagedFile]]) -> None:
     """Commit these staged files, per table, under the root's app-transaction id (once each).
 
     In a retry round the ``failures`` table is replaced, last: every failed

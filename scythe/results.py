@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from scythe import tables
-from scythe.base import ExperimentOutputSpec
 from scythe.errors import SpecFailedError, TableNotFoundError
-from scythe.layout import RunLayout, read_manifest, stored_table_schemas
+from scythe.layout import RunLayout, stored_table_schemas
 from scythe.schema import FAILURES, FILE_REFS, SCALARS, SPECS, TableSchema
 from scythe.storage import Store
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from scythe.base import ExperimentOutputSpec
 
 
 class Results:
@@ -84,6 +85,8 @@ class Results:
 
     @property
     def spec_count(self) -> int:
+        from scythe.manifest import read_manifest
+
         return read_manifest(self.store, self.layout).spec_count
 
     def to_pandas(self, name: str = SCALARS) -> pd.DataFrame:

@@ -31,6 +31,7 @@ def _user_cache_dir() -> Path:
 
     return Path(platformdirs.user_cache_dir("scythe"))
 
+
 _LOCAL_DATA_DIR = "scythe-data"
 _DURATION_HELP = "seconds (3600), a duration such as 1h30m or an ISO-8601 duration (PT1H)"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")

@@ -6,7 +6,7 @@ pandera are imported on first use.
 
 Staging and committing are split on purpose: terminal nodes stage data files
 (anywhere, in parallel, retried at will) and hand up only small
-:class:`StagedFile` references; the root commits every table once, under a
+:class:`~scythe.staged.StagedFile` references; the root commits every table once, under a
 Delta app-transaction id that makes a repeated commit a no-op (invariant 2).
 """
 
@@ -23,9 +23,9 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from pydantic import BaseModel
 
 from scythe.errors import ResultValidationError, TableError, TableMissingError
+from scythe.lazy import lazy_attributes
 from scythe.schema import TableSchema, describe, failure_cases
 from scythe.storage import Store
 
@@ -33,30 +33,27 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
     from deltalake.transaction import AddAction
 
+    from scythe.staged import StagedFile
+
+# ``tables.StagedFile``, loaded on first use: reading a table needs no pydantic.
+__getattr__ = lazy_attributes(__name__, {"StagedFile": "scythe.staged"}, globals())
+
 # One transaction id version per committing node: a node commits at most once.
 COMMIT_VERSION = 1
 
 
-class StagedFile(BaseModel):
-    """A data file written into a table's directory, not yet committed."""
+def _add_action(staged: StagedFile) -> AddAction:
+    """The Delta log's add action of a staged file."""
+    from deltalake.transaction import AddAction
 
-    path: str
-    size: int
-    rows: int
-    modification_time: int
-    stats: str
-
-    def add_action(self) -> AddAction:
-        from deltalake.transaction import AddAction
-
-        return AddAction(
-            path=self.path,
-            size=self.size,
-            partition_values={},
-            modification_time=self.modification_time,
-            data_change=True,
-            stats=self.stats,
-        )
+    return AddAction(
+        path=staged.path,
+        size=staged.size,
+        partition_values={},
+        modification_time=staged.modification_time,
+        data_change=True,
+        stats=staged.stats,
+    )
 
 
 def _open(store: Store, key: str, version: int | None = None) -> DeltaTable:
@@ -149,7 +146,7 @@ def write_table(store: Store, key: str, table: TableSchema, frame: pl.DataFrame)
     create_table_with_add_actions(
         store.table_uri(key),
         Schema.from_arrow(table.delta_schema()),
-        [staged.add_action()] if staged is not None else [],
+        [_add_action(staged)] if staged is not None else [],
         mode="error",
         name=table.name,
         description=table.description or None,
@@ -184,6 +181,8 @@ def stage_frame(
     )
     if not store.put_if_absent(f"{key}/{path}", data):
         raise TableError(f"staged file {path} of table {table.name!r} exists already")
+    from scythe.staged import StagedFile
+
     return StagedFile(
         path=path,
         size=len(data),
@@ -290,7 +289,7 @@ def commit_staged(
 
     try:
         delta.create_write_transaction(
-            [f.add_action() for f in files],
+            [_add_action(f) for f in files],
             mode="overwrite" if replace else "append",
             schema=table.delta_schema(),
             commit_properties=CommitProperties(

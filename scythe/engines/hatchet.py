@@ -53,8 +53,8 @@ from scythe.errors import (
     LeafAttemptError,
     NodeFailedError,
 )
-from scythe.layout import read_manifest
 from scythe.leaf import LeafResult, crashed_leaf, run_leaf
+from scythe.manifest import read_manifest
 from scythe.nodes import (
     RunHandle,
     finalize_run,

@@ -40,7 +40,8 @@ from typing import Any
 
 from scythe.engines import freeze
 from scythe.errors import EngineConfigError, EngineError, ExperimentImportError
-from scythe.layout import update_manifest, write_heartbeat
+from scythe.layout import write_heartbeat
+from scythe.manifest import update_manifest
 from scythe.nodes import (
     failure_limit,
     finalize_run,

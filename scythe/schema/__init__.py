@@ -22,9 +22,9 @@ Float64
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from scythe.lazy import lazy_attributes
 from scythe.schema.checks import FailureCase, describe, failure_cases
 from scythe.schema.columns import (
     BUILTIN_TABLES,
@@ -43,17 +43,7 @@ from scythe.schema.columns import (
     arrow_type,
     cell,
 )
-from scythe.schema.compile import (
-    compile_experiment,
-    compile_field,
-    computed_feature_columns,
-    computed_feature_types,
-    computed_features_of,
-    feature_types,
-    index_columns,
-)
 from scythe.schema.exact import accepted_types, cast_problem, scalar_problem
-from scythe.schema.json_schema import experiment_io_spec
 from scythe.schema.stored import (
     schema_from_dict,
     schema_to_dict,
@@ -63,18 +53,38 @@ from scythe.schema.stored import (
 )
 
 if TYPE_CHECKING:
+    from scythe.schema.compile import (
+        compile_experiment,
+        compile_field,
+        computed_feature_columns,
+        computed_feature_types,
+        computed_features_of,
+        feature_types,
+        index_columns,
+    )
+    from scythe.schema.json_schema import experiment_io_spec
     from scythe.schema.multiindex import from_pandas, pandas_dtype, to_pandas
 
-_PANDAS = ("from_pandas", "pandas_dtype", "to_pandas")
+# Loaded on first use: compiling specs and their JSON Schema need pydantic (reading a
+# run's stored schemas does not), pandas frames need pandas.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "compile_experiment",
+            "compile_field",
+            "computed_feature_columns",
+            "computed_feature_types",
+            "computed_features_of",
+            "feature_types",
+            "index_columns",
+        ),
+        "scythe.schema.compile",
+    ),
+    "experiment_io_spec": "scythe.schema.json_schema",
+    **dict.fromkeys(("from_pandas", "pandas_dtype", "to_pandas"), "scythe.schema.multiindex"),
+}
 
-
-def __getattr__(name: str) -> Any:
-    # pandas loads only when a pandas frame is asked for.
-    if name in _PANDAS:
-        value = getattr(importlib.import_module("scythe.schema.multiindex"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'scythe.schema' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [

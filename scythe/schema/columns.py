@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,9 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
-from pydantic import AnyUrl
 
-from scythe.base import ExperimentInputSpec, ExperimentOutputSpec, file_reference_uri
 from scythe.errors import ColumnNotFoundError, TableNotFoundError
 from scythe.schema.exact import accepted_types
 
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
     import arro3.core
     import pandera.polars as pa
     import pyarrow
+
+    from scythe.base import ExperimentInputSpec, ExperimentOutputSpec
 
 SORT_SUBINDEX = "sort_subindex"
 SCALARS = "scalars"
@@ -52,11 +53,19 @@ def cell(value: Any) -> Any:
     """
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, Path | AnyUrl):
+    if isinstance(value, Path) or _is_url(value):
+        from scythe.base import file_reference_uri
+
         return file_reference_uri(value)
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value
+
+
+def _is_url(value: Any) -> bool:
+    """Whether ``value`` is a pydantic URL (only a loaded pydantic can have made one)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(value, pydantic.AnyUrl)
 
 
 # --------------------------------------------------------------------------- columns

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from scythe.base import ExperimentInputSpec, ExperimentOutputSpec
 from scythe.errors import ResultValidationError
 from scythe.schema.columns import (
     FAILURES,
@@ -42,6 +41,8 @@ from scythe.schema.columns import (
 
 if TYPE_CHECKING:
     import pandera.polars as pa
+
+    from scythe.base import ExperimentInputSpec, ExperimentOutputSpec
 
 STORED_FORMAT = 2
 

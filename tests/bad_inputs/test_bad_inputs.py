@@ -297,6 +297,24 @@ def test_a_manifest_with_a_wrong_value_names_the_field(storage, committed, tmp_p
         run.status()
 
 
+def test_results_need_only_a_readable_status_and_a_bad_status_is_named(
+    storage, committed, tmp_path
+):
+    run = _own_copy(storage, committed, tmp_path)
+    manifest = Path(run.store.uri(run.layout.manifest).removeprefix("file://"))
+    data = yaml.safe_load(manifest.read_text())
+    data["spec_count"] = "many"
+    manifest.write_text(yaml.safe_dump(data))
+    # the results need the status alone; the rest of the manifest is checked where it is read
+    assert run.results().scalars["sort_index"].to_list() == [0, 1]
+    with pytest.raises(ManifestError, match=r"spec_count: Input should be a valid integer"):
+        run.status()
+    data["status"] = "finished-ish"
+    manifest.write_text(yaml.safe_dump(data))
+    with pytest.raises(ManifestError, match=r"status: Input should be 'allocated'"):
+        run.results()
+
+
 def test_a_deleted_table_is_a_typed_error_and_resume_leaves_the_manifest(
     storage, committed, tmp_path
 ):
