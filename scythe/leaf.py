@@ -239,10 +239,10 @@ def _frame_values(frame: Any, schema: ExperimentSchema, name: str, sort_index: i
         frame = pl.from_pandas(frame) if hasattr(frame, "to_numpy") else pl.DataFrame(frame)
     # ``columns`` and ``dtypes``, not ``schema``: a new frame builds its schema object
     # anew, a few microseconds a spec
-    names, types = frame.columns, frame.dtypes
-    if names == table.value_names and types == table.value_dtypes:
+    names, kinds = frame.columns, frame.dtypes
+    if names == table.value_names and kinds == table.value_dtypes:
         return frame  # the common case: the declared columns, in order, in their dtypes
-    dtypes = dict(zip(names, types, strict=True))
+    dtypes = dict(zip(names, kinds, strict=True))
     missing = [c.name for c in table.values if c.name not in dtypes]
     if missing:
         raise OutputValidationError(

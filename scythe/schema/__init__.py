@@ -12,6 +12,7 @@ One module per concern:
 - :mod:`scythe.schema.json_schema` — the specs' JSON Schema.
 
 >>> from scythe import ExperimentInputSpec, ExperimentOutputSpec
+>>> from scythe.schema import compile_experiment
 >>> class In(ExperimentInputSpec):
 ...     r_value: float
 >>> class Out(ExperimentOutputSpec):
