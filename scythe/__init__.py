@@ -8,8 +8,7 @@ first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scythe.errors import NonRetryableError
 from scythe.lazy import lazy_attributes
@@ -58,17 +57,11 @@ if TYPE_CHECKING:
     from scythe.worker import ScytheWorkerConfig, ScytheWorkerLabel
 
 
-_lazy_names = lazy_attributes(__name__, _LAZY, globals())
-
-# Submodules ``import scythe`` loaded before its names were lazy: ``scythe.base`` (and
-# these others) still work after a bare ``import scythe``, as scythe-engine 1.x had it.
-_SUBMODULES = frozenset({"base", "registry", "scatter_gather"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    return _lazy_names(name)
+# ``import scythe`` loaded these submodules before its names were lazy: ``scythe.base``
+# (and the others) still work after a bare ``import scythe``, as scythe-engine 1.x had it.
+__getattr__ = lazy_attributes(
+    __name__, _LAZY, globals(), submodules=("base", "registry", "scatter_gather")
+)
 
 
 __all__ = [

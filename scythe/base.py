@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from scythe.errors import SpecNotRunningError, SpecValidationError
+from scythe.references import file_reference_uri as file_reference_uri  # re-exported
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,15 +109,6 @@ def is_file_reference_field(field: FieldInfo) -> bool:
     if any(isinstance(m, FileReferenceMarker) for m in field.metadata):
         return True
     return _annotation_has_marker(field.annotation)
-
-
-def file_reference_uri(value: Any) -> str | None:
-    """The string stored in tables for a file-reference value."""
-    if value is None:
-        return None
-    if isinstance(value, Path):
-        return value.as_posix()
-    return str(value)
 
 
 class BaseSpec(BaseModel):

@@ -29,10 +29,10 @@ from scythe.base import (
     ExperimentInputSpec,
     ExperimentOutputSpec,
     SpecScope,
-    file_reference_uri,
 )
 from scythe.errors import LeafError, NonRetryableError, OutputValidationError
 from scythe.layout import RunLayout
+from scythe.references import file_reference_uri
 from scythe.registry import ExperimentRunnable
 from scythe.schema import (
     BUILTIN_TABLES,

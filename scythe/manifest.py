@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from scythe.errors import ManifestError
-from scythe.layout import RunLayout, RunStatus, dump_yaml, load_yaml, read_manifest_data
+from scythe.layout import RunLayout, RunStatus, dump_yaml, read_manifest_data
 from scythe.scatter_gather import RecursionMap
 
 if TYPE_CHECKING:
@@ -84,10 +84,6 @@ class RunManifest(BaseModel):
 
     def to_yaml(self) -> bytes:
         return dump_yaml(self.model_dump(mode="json"))
-
-    @classmethod
-    def from_yaml(cls, data: bytes) -> RunManifest:
-        return cls.model_validate(load_yaml(data))
 
 
 def read_manifest(store: Store, layout: RunLayout) -> RunManifest:

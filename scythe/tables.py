@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from scythe.errors import ResultValidationError, TableError, TableMissingError
-from scythe.lazy import lazy_attributes
 from scythe.schema import TableSchema, describe, failure_cases
 from scythe.storage import Store
 
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
     from deltalake.transaction import AddAction
 
     from scythe.staged import StagedFile
-
-# ``tables.StagedFile``, loaded on first use: reading a table needs no pydantic.
-__getattr__ = lazy_attributes(__name__, {"StagedFile": "scythe.staged"}, globals())
 
 # One transaction id version per committing node: a node commits at most once.
 COMMIT_VERSION = 1

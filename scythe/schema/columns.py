@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from scythe.errors import ColumnNotFoundError, TableNotFoundError
+from scythe.references import file_reference_uri
 from scythe.schema.exact import accepted_types
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ def cell(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Path) or _is_url(value):
-        from scythe.base import file_reference_uri
-
         return file_reference_uri(value)
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
