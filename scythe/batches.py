@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
@@ -141,24 +142,62 @@ def write_batch(store: Store, key: str, frame: pl.DataFrame) -> None:
     store.put_bytes(key, buffer.getvalue())
 
 
+# Specs a node validates at a time: a node's specs are freed a chunk at a time, so the
+# memory they take is reused by the next chunk instead of being returned to the system
+# and faulted in again (see docs/concepts/performance.md).
+SPEC_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A terminal node's batch, read from its file: the index columns of its specs (one row
+    each, in the batch's order) and the rows its specs are validated from, a chunk at a time."""
+
+    index: pl.DataFrame
+    values: pl.DataFrame
+    extras: pl.Series
+    spec_type: type[ExperimentInputSpec]
+
+    def __len__(self) -> int:
+        return self.values.height
+
+    def specs(self, chunk: int = SPEC_CHUNK) -> Iterator[ExperimentInputSpec]:
+        """The specs in the batch's order, ``chunk`` validated at a time."""
+        adapter = list_adapter(self.spec_type)
+        plain = self.extras.null_count() == self.extras.len() and _json_exact(self.values)
+        for start in range(0, self.values.height, chunk):
+            values = self.values.slice(start, chunk)
+            if plain:
+                # pydantic parses polars' JSON of the rows in one pass, twice as fast as row dicts
+                yield from adapter.validate_json(values.write_json())
+                continue
+            records = values.to_dicts()
+            for record, extra in zip(
+                records, self.extras.slice(start, chunk).to_list(), strict=True
+            ):
+                if extra is not None:
+                    record.update(json.loads(extra))
+            yield from adapter.validate_python(records)
+
+
+def open_batch(store: Store, key: str, schema: ExperimentSchema) -> Batch:
+    """The batch file at ``key``, its specs not yet validated (:meth:`Batch.specs` does)."""
+    frame = pl.read_parquet(io.BytesIO(store.get_bytes(key)))
+    fields = [n for n in schema.index_names if n in schema.input_spec.model_fields]
+    return Batch(
+        index=frame.select(schema.index_names),
+        values=frame.select(fields),
+        extras=frame.get_column(EXTRA_JSON),
+        spec_type=schema.input_spec,
+    )
+
+
 def read_batch(
     store: Store, key: str, schema: ExperimentSchema
 ) -> tuple[list[ExperimentInputSpec], pl.DataFrame]:
     """A terminal node's specs, and their index columns (one row each, in the same order)."""
-    frame = pl.read_parquet(io.BytesIO(store.get_bytes(key)))
-    fields = [n for n in schema.index_names if n in schema.input_spec.model_fields]
-    values = frame.select(fields)
-    extras = frame.get_column(EXTRA_JSON)
-    adapter = list_adapter(schema.input_spec)
-    if extras.null_count() == extras.len() and _json_exact(values):
-        # pydantic parses polars' JSON of the rows in one pass, twice as fast as row dicts
-        return adapter.validate_json(values.write_json()), frame.select(schema.index_names)
-    records = values.to_dicts()
-    if extras.null_count() < extras.len():
-        for record, extra in zip(records, extras.to_list(), strict=True):
-            if extra is not None:
-                record.update(json.loads(extra))
-    return adapter.validate_python(records), frame.select(schema.index_names)
+    batch = open_batch(store, key, schema)
+    return list(batch.specs()), batch.index
 
 
 _JSON_EXACT_DTYPES = (pl.Int64, pl.Float64, pl.String, pl.Boolean)

@@ -437,6 +437,8 @@ class LeafRunner:
         self.output_spec = experiment.output_spec
         self.scalars_only = not (schema.output_file_fields or schema.dataframes)
         self.scope = ctx.scope
+        # The function called with the spec alone, when it takes nothing else (most do).
+        self.fn = experiment.fn if not self.wants_tempdir and experiment._spec_first else None
 
     def run(
         self, spec: ExperimentInputSpec, *, tries: int | None = None, first_attempt: int = 1
@@ -479,6 +481,8 @@ class LeafRunner:
             local_spec = localize_inputs(local_spec, self.fetch, self.ctx.cache_dir)
         token = SPEC_SCOPE.set(self.scope)
         try:
+            if self.fn is not None:
+                return self.result(spec, self.fn(local_spec))
             if self.wants_tempdir:
                 with tempfile.TemporaryDirectory(prefix="scythe-leaf-") as tmp:
                     if self.copy:

@@ -119,6 +119,11 @@ def read_batch(run: RunHandle, node: str) -> tuple[list[Any], pl.DataFrame]:
     return batches.read_batch(run.store, run.layout.batch(node), run.schema)
 
 
+def open_batch(run: RunHandle, node: str) -> batches.Batch:
+    """A terminal node's batch file, its specs validated as they are iterated."""
+    return batches.open_batch(run.store, run.layout.batch(node), run.schema)
+
+
 def stored_result(run: RunHandle, node: str) -> ScatterGatherResult | None:
     """The result of a node that already finished (a retried node does its work once)."""
     key = run.layout.node_manifest(node)
@@ -178,12 +183,12 @@ def run_terminal_node(
         run, workflow_run_id=workflow_run_id, root_workflow_run_id=root_workflow_run_id
     )
     crashed = crashed or {}
-    specs, index = read_batch(run, name)
+    batch = open_batch(run, name)
     started = progress.started if progress is not None else None
     finished = progress.finished if progress is not None else None
     runner = LeafRunner(run.experiment, run.schema, ctx, before_attempt=started)
-    chunker = _Chunker(run, name, index)
-    for spec in specs:
+    chunker = _Chunker(run, name, batch.index)
+    for spec in batch.specs():
         if crashed and spec.sort_index in crashed:
             attempts, message = crashed[spec.sort_index]
             chunker.add(crashed_leaf(spec, ctx, message=message, attempts=attempts))

@@ -412,14 +412,14 @@ def test_a_node_that_fails_leaves_the_run_incomplete_and_resumable(experiment, m
     import scythe.batches as batches_module
     from scythe.errors import EngineError
 
-    real_read_batch = batches_module.read_batch
+    real_open_batch = batches_module.open_batch
 
-    def flaky_read_batch(store, key, schema):
+    def flaky_open_batch(store, key, schema):
         if key.endswith("/batches/1.parquet"):
             raise OSError("storage went away")
-        return real_read_batch(store, key, schema)
+        return real_open_batch(store, key, schema)
 
-    monkeypatch.setattr(batches_module, "read_batch", flaky_read_batch)
+    monkeypatch.setattr(batches_module, "open_batch", flaky_open_batch)
     run, ref = experiment.allocate(
         specs_with({}, n=9),
         recursion_map=RecursionMap(factor=3, max_depth=1),
@@ -430,7 +430,7 @@ def test_a_node_that_fails_leaves_the_run_incomplete_and_resumable(experiment, m
         ref.result(timeout=60)
     manifest = run.manifest
     assert manifest.status == "incomplete" and "resume" in manifest.message
-    monkeypatch.setattr(batches_module, "read_batch", real_read_batch)
+    monkeypatch.setattr(batches_module, "open_batch", real_open_batch)
     assert run.resume(engine=LocalEngine(slots=0)).result().status == "complete"
     done, failed = outcome_indices(run.results())
     assert done == list(range(9)) and failed == []
