@@ -412,9 +412,9 @@ def write_run(
         files = {name: frame.get_column(name)[0] for name in plan.schema.input_file_fields}
         document = {**plan.single, **files, "experiment_id": manifest.run_id}
         store.put_bytes(layout.workflow_spec, dump_yaml(document))
-    _write_tables(
-        store, layout, plan.schema, frame.sort("sort_index"), plan.recursion_map, skip or set()
-    )
+    # Specs are usually given in sort_index order already: no copy of the frame then.
+    ordered = frame if frame.get_column("sort_index").is_sorted() else frame.sort("sort_index")
+    _write_tables(store, layout, plan.schema, ordered, plan.recursion_map, skip or set())
     experiment = plan.experiment
     store.put_bytes(
         layout.io_spec, dump_yaml(experiment_io_spec(experiment.input_spec, experiment.output_spec))
@@ -449,8 +449,19 @@ def write_retry_round(
 def _batches(frame: pl.DataFrame, rmap: RecursionMap) -> Iterator[tuple[str, pl.DataFrame]]:
     """Each terminal node of the tree over ``frame``'s rows, with its rows (its batch)."""
     for node in iter_terminal_nodes(frame.height, rmap):
-        positions = node.positions
-        yield node.name, frame.gather(list(positions)) if len(positions) else frame.clear()
+        yield node.name, _rows(frame, node.positions)
+
+
+def _rows(frame: pl.DataFrame, positions: range) -> pl.DataFrame:
+    """The rows of ``frame`` at ``positions``, a grid-stride range (to the frame's end): a
+    strided slice, with no list of row numbers."""
+    if not len(positions):
+        return frame.clear()
+    return frame.gather_every(positions.step, positions.start).head(len(positions))
+
+
+def _write_batch(store: Store, key: str, frame: pl.DataFrame, positions: range) -> None:
+    write_batch(store, key, _rows(frame, positions))
 
 
 def claim_run_folder(
@@ -542,14 +553,17 @@ def _write_tables(
     encoding and Delta commits release the GIL, and on S3 each one waits on
     the network.
     """
+    # The longest jobs first: the specs table, then the Delta commits of the empty tables.
     jobs: list[Callable[[], object]] = [
         functools.partial(tables.write_table, store, layout.table(SPECS), schema.specs, frame)
     ]
-    tree = frame.filter(~pl.col("sort_index").is_in(list(skip))) if skip else frame
-    for node, batch in _batches(tree, rmap):
-        jobs.append(functools.partial(write_batch, store, layout.batch(node), batch))
     for table_name, table in schema.result_tables.items():
         jobs.append(functools.partial(tables.create_table, store, layout.table(table_name), table))
+    tree = frame.filter(~pl.col("sort_index").is_in(list(skip))) if skip else frame
+    for node in iter_terminal_nodes(tree.height, rmap):  # each job takes its rows
+        jobs.append(
+            functools.partial(_write_batch, store, layout.batch(node.name), tree, node.positions)
+        )
     with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(jobs))) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()

@@ -18,10 +18,11 @@ import functools
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import polars as pl
 
@@ -49,6 +50,9 @@ from scythe.staged import StagedFile
 from scythe.storage import Store, open_store
 
 ROOT_COMMITTER = "root"
+# Threads the root commits tables and reads their sort indices with.
+ROOT_THREADS = 4
+T = TypeVar("T")
 
 
 class LeafProgress(Protocol):
@@ -588,9 +592,10 @@ def commit_staged_files(run: RunHandle, staged: dict[str, list[StagedFile]]) -> 
     inferred = run_tables(run, staged)
     if inferred:
         record_inferred_tables(run, inferred)
-    ordered = {**run.schema.result_tables, **inferred}
-    ordered[FAILURES] = ordered.pop(FAILURES)
-    for table_name, table in ordered.items():
+    everything = {**run.schema.result_tables, **inferred}
+    failures = everything.pop(FAILURES)
+
+    def commit(table_name: str, table: TableSchema) -> None:
         tables.commit_staged(
             run.store,
             run.layout.table(table_name),
@@ -599,6 +604,20 @@ def commit_staged_files(run: RunHandle, staged: dict[str, list[StagedFile]]) -> 
             transaction=transaction,
             replace=bool(retry) and table_name == FAILURES,
         )
+
+    # The other tables are independent commits (on S3 each waits on the network); the
+    # failures table is committed after all of them have been.
+    _on_threads([functools.partial(commit, n, t) for n, t in everything.items()])
+    commit(FAILURES, failures)
+
+
+def _on_threads(jobs: list[Callable[[], T]]) -> list[T]:
+    """Run ``jobs`` on a few threads; their results in order (the first error is raised)."""
+    if len(jobs) <= 1:
+        return [job() for job in jobs]
+    with ThreadPoolExecutor(max_workers=min(len(jobs), ROOT_THREADS)) as pool:
+        futures = [pool.submit(job) for job in jobs]
+        return [future.result() for future in futures]
 
 
 def record_inferred_tables(run: RunHandle, inferred: dict[str, TableSchema]) -> None:
@@ -619,18 +638,10 @@ def record_inferred_tables(run: RunHandle, inferred: dict[str, TableSchema]) -> 
 def check_completeness(run: RunHandle) -> RunSummary:
     """Whether every spec ended as exactly one row of ``scalars`` or ``failures``."""
     run_id = run.layout.run_id
-    expected = _sort_indices(run, SPECS)
-    done = _sort_indices(run, SCALARS)
-    failed = _sort_indices(run, FAILURES)
-    outcome = pl.concat([done, failed])
-    missing = (
-        expected.to_frame()
-        .join(outcome.to_frame(), on="sort_index", how="anti")
-        .get_column("sort_index")
-        .sort()
-        .to_list()
+    expected, done, failed = _on_threads(
+        [functools.partial(_sort_indices, run, name) for name in (SPECS, SCALARS, FAILURES)]
     )
-    duplicated = outcome.len() - outcome.n_unique()
+    missing, duplicated = _missing_and_duplicated(expected, pl.concat([done, failed]))
     if missing or duplicated:
         status = "incomplete"
         message = (
@@ -644,6 +655,23 @@ def check_completeness(run: RunHandle) -> RunSummary:
         status = "complete"
         message = f"run {run_id}: all {len(expected)} specs done"
     return RunSummary(run_id, status, len(expected), len(done), len(failed), len(missing), message)
+
+
+def _missing_and_duplicated(expected: pl.Series, outcome: pl.Series) -> tuple[list[int], int]:
+    """The expected sort indices (unique) that no outcome row has, and how many rows repeat one."""
+    if outcome.len() == expected.len() and outcome.sort().equals(
+        expected.sort(), check_names=False
+    ):
+        return [], 0  # one row each: the usual case, without a join
+    missing = (
+        expected.alias("sort_index")
+        .to_frame()
+        .join(outcome.alias("sort_index").to_frame(), on="sort_index", how="anti")
+        .get_column("sort_index")
+        .sort()
+        .to_list()
+    )
+    return missing, outcome.len() - outcome.n_unique()
 
 
 def finalize_run(inp: ScatterGatherInput, root: ScatterGatherResult) -> RunSummary:

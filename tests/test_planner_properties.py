@@ -142,3 +142,20 @@ def test_a_path_below_a_terminal_node_is_an_error():
 def test_tree_node_names_follow_paths():
     assert TreeNode(path=(), positions=range(3)).name == "root"
     assert TreeNode(path=(2, 0), positions=range(3)).name == "2-0"
+
+
+@settings(max_examples=80, deadline=None)
+@given(shapes)
+def test_a_nodes_batch_rows_are_its_grid_stride_positions(shape):
+    # Allocation cuts each batch out of the specs frame as a strided slice: the same rows,
+    # in the same order, as gathering the node's positions one by one.
+    import polars as pl
+
+    from scythe.allocation import _rows
+
+    n, factor, max_depth = shape
+    frame = pl.DataFrame({"sort_index": range(n), "x": [i * 0.5 for i in range(n)]})
+    for node in iter_terminal_nodes(n, RecursionMap(factor=factor, max_depth=max_depth)):
+        rows = _rows(frame, node.positions)
+        assert rows.get_column("sort_index").to_list() == list(node.positions)
+        assert rows.schema == frame.schema

@@ -79,3 +79,33 @@ def test_a_frame_table_is_each_specs_rows_after_its_index_values_in_one_chunk(he
     assert table.to_dicts() == expected
     assert table.schema == FRAME_TABLE.polars_schema()
     assert set(table.n_chunks("all")) <= {1}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    expected=st.lists(st.integers(-(10**6), 10**6), unique=True, max_size=40),
+    data=st.data(),
+)
+def test_completeness_finds_every_missing_and_repeated_spec(expected, data):
+    # The root's check: which expected sort indices have no row, and how many rows repeat
+    # one (its shortcut for one row each must agree with the set arithmetic).
+    from collections import Counter
+
+    from scythe.nodes import _missing_and_duplicated
+
+    kept = data.draw(st.lists(st.sampled_from(expected), max_size=60)) if expected else []
+    outcome = data.draw(st.permutations(kept)) if kept else []
+    missing, duplicated = _missing_and_duplicated(
+        pl.Series("sort_index", expected, dtype=pl.Int64),
+        pl.Series("sort_index", outcome, dtype=pl.Int64),
+    )
+    assert missing == sorted(set(expected) - set(outcome))
+    assert duplicated == sum(c - 1 for c in Counter(outcome).values())
+
+
+def test_completeness_of_one_row_per_spec_in_any_order():
+    from scythe.nodes import _missing_and_duplicated
+
+    expected = pl.Series("sort_index", [0, 1, 2, 3])
+    assert _missing_and_duplicated(expected, pl.Series("x", [3, 1, 0, 2])) == ([], 0)
+    assert _missing_and_duplicated(expected, pl.Series("x", [3, 1, 1, 2])) == ([0], 1)
