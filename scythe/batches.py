@@ -50,6 +50,7 @@ def specs_frame(
     values: dict[str, list[Any] | pl.Series] = {}
     fields = list(map(vars, specs))  # map/itemgetter run in C: cheap on 1M specs
     n = len(specs)
+    dtypes = schema.specs.polars_schema()
     for col in schema.index:
         name = col.name
         if name == "sort_index":
@@ -60,6 +61,9 @@ def specs_frame(
             continue
         source = fields if name in schema.input_spec.model_fields else (features or [])
         column = list(map(itemgetter(name), source))
+        if column.count(None) == n:  # e.g. the run ids, unset on specs being allocated
+            values[name] = pl.repeat(None, n, dtype=dtypes[name], eager=True)
+            continue
         if not set(map(type, column)) <= _PLAIN:
             column = [cell(v) for v in column]
         values[name] = column
@@ -67,7 +71,7 @@ def specs_frame(
     values[EXTRA_JSON] = (
         _extra_json(specs, set(extra)) if extra else pl.repeat(None, n, dtype=pl.String, eager=True)
     )
-    return pl.DataFrame(values, schema=schema.specs.polars_schema(), strict=True)
+    return pl.DataFrame(values, schema=dtypes, strict=True)
 
 
 def _extra_json(specs: Sequence[ExperimentInputSpec], extra: set[str]) -> list[str]:
