@@ -16,9 +16,10 @@ import os
 import shutil
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -67,6 +68,11 @@ class LeafContext:
         return spec_scope(self)
 
 
+# What a result of scalar outputs alone holds for its files and frames: one shared,
+# read-only empty mapping instead of new dicts per spec.
+NO_VALUES: Mapping[str, Any] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class LeafResult:
     """The rows one spec contributes: outputs on success, one failure row otherwise.
@@ -79,10 +85,12 @@ class LeafResult:
     workflow_run_id: str | None = None
     root_workflow_run_id: str | None = None
     scalars: dict[str, Any] | None = None
-    file_refs: dict[str, Any] | None = None
-    frames: dict[str, pl.DataFrame] = field(default_factory=dict)
+    file_refs: Mapping[str, Any] | None = None
+    frames: Mapping[str, pl.DataFrame] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
-    extra_frames: dict[str, pl.DataFrame] = field(default_factory=dict)  # undeclared ``dataframes``
+    extra_frames: Mapping[str, pl.DataFrame] = field(
+        default_factory=dict
+    )  # undeclared ``dataframes``
     retryable: bool = True  # False: the failure is final (NonRetryableError, a bad output)
 
     @property
@@ -503,11 +511,19 @@ class LeafRunner:
                 f"{self.experiment.name} returned {type(output).__name__}, expected "
                 f"{self.output_spec.__name__} (spec {spec.sort_index})"
             )
-        scalars = _scalar_values(self.experiment, self.schema, output, spec.sort_index)
+        sort_index = spec.sort_index
+        scalars = _scalar_values(self.experiment, self.schema, output, sort_index)
         if self.scalars_only and not output.dataframes:
             ctx = self.ctx
             return LeafResult(
-                spec.sort_index, ctx.workflow_run_id, ctx.root_workflow_run_id, scalars, {}
+                sort_index,
+                ctx.workflow_run_id,
+                ctx.root_workflow_run_id,
+                scalars,
+                NO_VALUES,
+                NO_VALUES,
+                None,
+                NO_VALUES,
             )
         return _output_files_and_frames(self, spec, output, scalars, tempdir)
 

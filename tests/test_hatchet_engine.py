@@ -682,3 +682,14 @@ def test_retry_failed_and_reuse_run_on_hatchet_tasks(
     assert ref.result(timeout=120).status == "complete"
     assert again.manifest.reused == {run.run_id: 8}
     assert again.results().scalars["y"].to_list() == [2.0 * i for i in range(8)]
+
+
+def test_a_scalar_only_leaf_result_goes_through_storage(tmp_path) -> None:
+    # A runner's result of scalar outputs alone shares one read-only empty mapping for its
+    # files and frames; a Hatchet leaf still stores and reads it back.
+    from scythe.leaf import NO_VALUES
+
+    result = LeafResult(3, "wf-3", None, {"y": 1.5}, NO_VALUES, NO_VALUES, None, NO_VALUES)
+    back = hx.decode_leaf_result(hx.encode_leaf_result(result))
+    assert (back.sort_index, back.scalars, back.file_refs) == (3, {"y": 1.5}, {})
+    assert dict(back.frames) == {} and dict(back.extra_frames) == {}

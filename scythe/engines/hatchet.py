@@ -225,7 +225,7 @@ def encode_leaf_result(result: LeafResult) -> bytes:
         "workflow_run_id": result.workflow_run_id,
         "root_workflow_run_id": result.root_workflow_run_id,
         "scalars": result.scalars,
-        "file_refs": result.file_refs,
+        "file_refs": None if result.file_refs is None else dict(result.file_refs),
         "failure": result.failure,
         "frames": sorted(result.frames),
         "extra_frames": sorted(result.extra_frames),
