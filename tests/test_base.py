@@ -98,6 +98,27 @@ def test_parse_specs_passes_instances_through_and_builds_dicts():
     assert isinstance(built, Building) and built.r_value == 2.0
 
 
+def test_parse_specs_returns_instances_of_its_class_as_they_are():
+    specs = [Building(r_value=1.0, weather_file="a.csv", sort_index=i) for i in range(3)]
+    parsed = parse_specs(Building, specs)
+    assert all(p is s for p, s in zip(parsed, specs, strict=True))
+
+
+def test_parse_specs_revalidates_instances_when_the_class_asks_for_it():
+    # A class that sets revalidate_instances has its instances checked again: one changed
+    # after it was built (no validate_assignment) is reported like a bad dict.
+    from pydantic import ConfigDict
+
+    class Strict(ExperimentInputSpec):
+        model_config = ConfigDict(revalidate_instances="always")
+        r_value: float = Field(..., ge=0)
+
+    spec = Strict(r_value=1.0)
+    spec.r_value = -2.0
+    with pytest.raises(SpecValidationError, match=r"spec 0 field 'r_value' = -2\.0"):
+        parse_specs(Strict, [spec])
+
+
 def test_parse_specs_rejects_a_spec_of_another_class():
     class Other(ExperimentInputSpec):
         x: int = 0
