@@ -461,6 +461,14 @@ def _as_data(spec_type: type[BaseModel], i: int, item: Any, problems: list[Any])
     return item
 
 
+def _instances_pass_as_they_are(spec_type: type[BaseModel]) -> bool:
+    """Whether pydantic would return instances of ``spec_type`` untouched: it does not
+    revalidate them, and no model validator of the class (which pydantic runs on instances
+    too, in wrap and after modes) could check or change them."""
+    config = spec_type.model_config.get("revalidate_instances", "never")
+    return config == "never" and not spec_type.__pydantic_decorators__.model_validators
+
+
 def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
     """Validate ``items`` (spec instances or dicts) as ``spec_type``, reporting every problem.
 
@@ -483,7 +491,7 @@ def parse_specs(spec_type: type[SpecT], items: Iterable[Any]) -> list[SpecT]:
     # specs of the right class (the usual case) are seen by type, not one by one
     if not all(issubclass(kind, spec_type) for kind in set(map(type, items))):
         data = [_as_data(spec_type, i, item, problems) for i, item in enumerate(items)]
-    elif spec_type.model_config.get("revalidate_instances", "never") == "never":
+    elif _instances_pass_as_they_are(spec_type):
         return items  # what pydantic would return: the instances themselves
     valid: list[SpecT] = []
     try:

@@ -88,9 +88,8 @@ class LeafResult:
     file_refs: Mapping[str, Any] | None = None
     frames: Mapping[str, pl.DataFrame] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
-    extra_frames: Mapping[str, pl.DataFrame] = field(
-        default_factory=dict
-    )  # undeclared ``dataframes``
+    # the ``dataframes`` the output spec does not declare
+    extra_frames: Mapping[str, pl.DataFrame] = field(default_factory=dict)
     retryable: bool = True  # False: the failure is final (NonRetryableError, a bad output)
 
     @property
@@ -515,6 +514,7 @@ class LeafRunner:
         scalars = _scalar_values(self.experiment, self.schema, output, sort_index)
         if self.scalars_only and not output.dataframes:
             ctx = self.ctx
+            # positional (slots dataclass): file_refs, frames, failure, extra_frames
             return LeafResult(
                 sort_index,
                 ctx.workflow_run_id,

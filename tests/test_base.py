@@ -119,6 +119,29 @@ def test_parse_specs_revalidates_instances_when_the_class_asks_for_it():
         parse_specs(Strict, [spec])
 
 
+def test_parse_specs_runs_the_model_validators_of_the_class_on_instances():
+    # pydantic runs a class's after (and wrap) model validators on its instances too: a
+    # cross-field check sees a spec changed after it was built, as it did before.
+    from pydantic import model_validator
+
+    class Ordered(ExperimentInputSpec):
+        low: float = 0.0
+        high: float = 1.0
+
+        @model_validator(mode="after")
+        def _low_below_high(self) -> Ordered:
+            if self.low > self.high:
+                raise ValueError(f"low {self.low} is above high {self.high}")
+            return self
+
+    good = Ordered(low=0.0, high=1.0)
+    assert parse_specs(Ordered, [good])[0] is good
+    changed = Ordered(low=0.0, high=1.0)
+    changed.low = 5.0
+    with pytest.raises(SpecValidationError, match=r"low 5\.0 is above high 1\.0"):
+        parse_specs(Ordered, [good, changed])
+
+
 def test_parse_specs_rejects_a_spec_of_another_class():
     class Other(ExperimentInputSpec):
         x: int = 0
